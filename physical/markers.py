@@ -1,0 +1,429 @@
+"""Fiducial markers: dictionary, id scheme, geometry, detection and identification.
+
+The single source of truth shared by `physical layout` (which draws the markers) and
+`physical ingest` (which finds them in photos). Geometry of a particular PDF lives in its
+layout.json (schema in `physical/layout.py`); this module only says how markers look, how ids
+are chosen and how a photo's detections are matched against a layout.
+
+Conventions
+-----------
+* Page coordinates: millimetres, origin at the page's top-left corner, x right, y down.
+* Photo coordinates: pixels, x right, y down, **a pixel's top-left corner at its integer
+  coordinate** (pixel centres at integer + 0.5), as in docs/internals.md. OpenCV's detector
+  reports corners with pixel centres at integers; `detect` adds 0.5 so that a printed point at
+  page position (x, y) mm rendered at `s` px/mm is found at (x·s, y·s).
+* Marker corners are in ArUco order as printed: top-left, top-right, bottom-right, bottom-left.
+
+Dictionary
+----------
+`DICT_6X6_1000`: 6×6 data bits plus a one-cell black border (8×8 cells), 1,000 ids. Markers
+are drawn as vector rectangles, one per black cell, with a white quiet zone of at least
+`QUIET_CELLS` cells around each marker.
+
+Id scheme ("rs241-v1")
+----------------------
+Each printed image ("slot") is framed by its own four markers, one per image corner
+(role r = 0 TL, 1 TR, 2 BR, 3 BL; TL/TR sit just above the image's top edge, BR/BL just below
+its bottom edge). The role is carried by the id range: ``id = 250·r + v`` with v in [0, 241).
+The values v_0..v_3 of one slot are a Reed–Solomon-like codeword over GF(241)::
+
+    v_r = (m0 + m1·r + t·r²) mod 241
+
+* ``t`` (0..240) is the run tag, ``t = sha256(run) mod 241``;
+* ``(m0, m1) = divmod``-digits of ``e = (n + offset) mod 241²`` with ``m0 = e mod 241``,
+  ``m1 = e // 241``, where n is the slot's run-wide index (0-based, in page order) and
+  ``offset = (sha256(run) // 241) mod 241²``.
+
+Properties (tested in tests/test_markers.py for 5,000 slots):
+
+* Within a run two slots share **at most one** marker id (two lines agree in ≤ 1 point), so
+  **any two markers of one slot identify it** and ids never repeat within 237 consecutive
+  slots, hence never on one page (at most `MAX_SLOTS_PER_PAGE` slots).
+* Slots of runs with different tags share at most two ids; three markers of one slot give
+  the tag, so a photo of another run's sheet is recognised ("other run"). Runs whose tags
+  collide (1 in 241) still differ by their offsets, so their sheets map to other slot numbers.
+* Capacity: 241² = 58,081 codewords; `MAX_SLOTS` = 5,000 printed images per run.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+DICTIONARY_NAME = "DICT_6X6_1000"
+ID_SCHEME = "rs241-v1"
+MARKER_BITS = 6          # data bits per side
+BORDER_BITS = 1
+CELLS = MARKER_BITS + 2 * BORDER_BITS   # cells per marker side, border included
+QUIET_CELLS = 2          # white cells kept free around every marker
+PRIME = 241
+ROLE_SPAN = 250          # ids of role r are 250·r + [0, 241)
+ROLES = ("TL", "TR", "BR", "BL")
+CODEWORDS = PRIME * PRIME
+MAX_SLOTS = 5000
+MAX_SLOTS_PER_PAGE = 237
+
+STATUS_OK = "ok"
+STATUS_NO_MARKERS = "no markers"
+STATUS_OTHER_RUN = "other run"
+STATUS_UNKNOWN = "unknown markers"
+
+_DICTIONARY = None
+
+
+def dictionary() -> cv2.aruco.Dictionary:
+    """The ArUco dictionary every sheet uses (`DICTIONARY_NAME`)."""
+    global _DICTIONARY
+    if _DICTIONARY is None:
+        _DICTIONARY = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, DICTIONARY_NAME))
+    return _DICTIONARY
+
+
+def marker_image(marker_id: int, cells: int = CELLS) -> np.ndarray:
+    """The marker's cells, border included, as a (cells, cells) uint8 array: 1 = white, 0 = black.
+
+    Row 0 is the printed top row. `cells` must be `CELLS` plus an even number (a wider black
+    border), e.g. 8 for the standard one-cell border.
+    """
+    if not 0 <= marker_id < 1000:
+        raise ValueError(f"marker id {marker_id} outside 0..999")
+    border = (cells - MARKER_BITS) // 2
+    if border < 1 or MARKER_BITS + 2 * border != cells:
+        raise ValueError(f"cells must be {CELLS} (or {CELLS} + an even number), got {cells}")
+    img = cv2.aruco.generateImageMarker(dictionary(), int(marker_id), cells, borderBits=border)
+    return (img > 127).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- id scheme
+@dataclass(frozen=True)
+class RunKey:
+    """What a run name contributes to its marker ids."""
+    tag: int      # 0..240, the quadratic coefficient
+    offset: int   # 0..241²-1, added to the slot index
+
+    def as_dict(self) -> dict:
+        return {"tag": self.tag, "offset": self.offset}
+
+
+def run_key(run: str) -> RunKey:
+    h = int.from_bytes(hashlib.sha256(run.encode("utf-8")).digest(), "big")
+    return RunKey(tag=h % PRIME, offset=(h // PRIME) % CODEWORDS)
+
+
+def _key(run: str | RunKey | dict) -> RunKey:
+    if isinstance(run, RunKey):
+        return run
+    if isinstance(run, dict):
+        return RunKey(int(run["tag"]), int(run["offset"]))
+    return run_key(run)
+
+
+def slot_ids(n: int, run: str | RunKey | dict) -> tuple[int, int, int, int]:
+    """Marker ids (TL, TR, BR, BL) of the run's n-th printed image (0-based)."""
+    if not 0 <= n < CODEWORDS:
+        raise ValueError(f"slot index {n} outside the id scheme's 0..{CODEWORDS - 1}")
+    key = _key(run)
+    e = (n + key.offset) % CODEWORDS
+    m0, m1 = e % PRIME, e // PRIME
+    return tuple(ROLE_SPAN * r + (m0 + m1 * r + key.tag * r * r) % PRIME for r in range(4))
+
+
+def split_id(marker_id: int) -> tuple[int, int] | None:
+    """(role, value) of a marker id, or None when the id is not one this scheme prints."""
+    role, value = divmod(int(marker_id), ROLE_SPAN)
+    if role > 3 or value >= PRIME:
+        return None
+    return role, value
+
+
+def decode_slot(ids: dict[int, int], run: str | RunKey | dict) -> int | None:
+    """Slot index n from ≥ 2 markers of one slot, `ids` = {role: marker id}.
+
+    Returns None when the markers are not a consistent codeword of this run (another run, or
+    markers of different slots)."""
+    key = _key(run)
+    pts = []
+    for role, marker_id in ids.items():
+        sv = split_id(marker_id)
+        if sv is None or sv[0] != role:
+            return None
+        pts.append((role, (sv[1] - key.tag * role * role) % PRIME))
+    if len(pts) < 2:
+        return None
+    (r0, w0), (r1, w1) = pts[0], pts[1]
+    m1 = (w1 - w0) * pow(r1 - r0, -1, PRIME) % PRIME
+    m0 = (w0 - m1 * r0) % PRIME
+    if any((m0 + m1 * r) % PRIME != w for r, w in pts):
+        return None
+    return (m0 + PRIME * m1 - key.offset) % CODEWORDS
+
+
+def decode_tag(ids: dict[int, int]) -> int | None:
+    """The run tag t from ≥ 3 markers of one slot ({role: id}); None if inconsistent."""
+    pts = []
+    for role, marker_id in ids.items():
+        sv = split_id(marker_id)
+        if sv is None or sv[0] != role:
+            return None
+        pts.append(sv)
+    if len(pts) < 3:
+        return None
+    # Lagrange: the r² coefficient of the quadratic through the first three points.
+    (a, va), (b, vb), (c, vc) = pts[:3]
+    inv = lambda x: pow(x % PRIME, -1, PRIME)  # noqa: E731
+    t = (va * inv((a - b) * (a - c)) + vb * inv((b - a) * (b - c)) + vc * inv((c - a) * (c - b))) % PRIME
+    m1 = ((vb - va) * inv(b - a) - t * (a + b)) % PRIME
+    m0 = (va - m1 * a - t * a * a) % PRIME
+    if any((m0 + m1 * r + t * r * r) % PRIME != v for r, v in pts):
+        return None
+    return t
+
+
+# ----------------------------------------------------------------------------- geometry
+def slot_marker_corners(rect_mm, marker_mm: float, gap_mm: float) -> list[np.ndarray]:
+    """Corners (ArUco order) in page mm of the four markers framing image rectangle
+    `rect_mm` = [x0, y0, x1, y1]: TL/TR above the top edge flush with its left/right ends,
+    BR/BL below the bottom edge, each `gap_mm` away from the image. Returned in role order."""
+    x0, y0, x1, y1 = map(float, rect_mm)
+    m, g = float(marker_mm), float(gap_mm)
+    origins = [(x0, y0 - g - m), (x1 - m, y0 - g - m), (x1 - m, y1 + g), (x0, y1 + g)]
+    return [np.array([[ox, oy], [ox + m, oy], [ox + m, oy + m], [ox, oy + m]], dtype=np.float64)
+            for ox, oy in origins]
+
+
+# ----------------------------------------------------------------------------- detection
+@dataclass
+class Detection:
+    """One marker found in a photo. corners_px: (4, 2) float64 in ArUco order (TL, TR, BR, BL
+    as printed), pixel top-left corners at integer coordinates (see module docstring)."""
+    id: int
+    corners_px: np.ndarray
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.corners_px.mean(axis=0)
+
+    @property
+    def side_px(self) -> float:
+        c = self.corners_px
+        return float(np.mean(np.linalg.norm(c - np.roll(c, -1, axis=0), axis=1)))
+
+
+def detector_parameters() -> cv2.aruco.DetectorParameters:
+    """Parameters tuned for phone photos (12 MP, markers ~40–150 px, blur, JPEG, perspective)."""
+    p = cv2.aruco.DetectorParameters()
+    p.adaptiveThreshWinSizeMin = 5
+    p.adaptiveThreshWinSizeMax = 65
+    p.adaptiveThreshWinSizeStep = 10
+    p.adaptiveThreshConstant = 7
+    p.minMarkerPerimeterRate = 0.01      # ~30 px markers in a 4000 px photo
+    p.maxMarkerPerimeterRate = 4.0
+    p.polygonalApproxAccuracyRate = 0.05
+    p.minCornerDistanceRate = 0.05
+    p.perspectiveRemovePixelPerCell = 8
+    p.perspectiveRemoveIgnoredMarginPerCell = 0.15
+    p.maxErroneousBitsInBorderRate = 0.35
+    p.errorCorrectionRate = 0.6
+    p.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+    p.cornerRefinementWinSize = 6
+    p.relativeCornerRefinmentWinSize = 0.3   # window ≤ 0.3 cell: stays off the inner cells
+    p.cornerRefinementMaxIterations = 60
+    p.cornerRefinementMinAccuracy = 0.01
+    return p
+
+
+_DETECTOR = None
+
+
+def _detector() -> cv2.aruco.ArucoDetector:
+    global _DETECTOR
+    if _DETECTOR is None:
+        _DETECTOR = cv2.aruco.ArucoDetector(dictionary(), detector_parameters())
+    return _DETECTOR
+
+
+def detect(image: np.ndarray) -> list[Detection]:
+    """All markers of `DICTIONARY_NAME` in a BGR or grey uint8 image, sorted by id."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"detect() wants a uint8 image, got {image.dtype}")
+    if image.ndim == 3:
+        if image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+        elif image.shape[2] == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        else:
+            image = image[..., 0]
+    elif image.ndim != 2:
+        raise ValueError(f"detect() wants an H×W or H×W×3 image, got shape {image.shape}")
+    corners, ids, _ = _detector().detectMarkers(np.ascontiguousarray(image))
+    if ids is None:
+        return []
+    out = [Detection(int(i), np.asarray(c, dtype=np.float64).reshape(4, 2) + 0.5)
+           for c, i in zip(corners, ids.ravel())]
+    out.sort(key=lambda d: (d.id, d.corners_px[0, 1], d.corners_px[0, 0]))
+    return out
+
+
+# ----------------------------------------------------------------------------- identification
+@dataclass
+class SlotMatch:
+    """A printed image found in a photo. points_mm/points_px: (K, 2) corresponding page-mm and
+    photo-px points — the corners of this slot's own markers that were found and, when fewer
+    than 4 of them were, of the nearest other found markers on the same page (so K ≥ 16 when
+    the page shows enough markers)."""
+    page: int
+    slot: int
+    image_id: str
+    variant: str
+    points_mm: np.ndarray
+    points_px: np.ndarray
+    markers_found: int
+    markers_expected: int
+
+
+@dataclass
+class Identification:
+    """What a photo shows. status: "ok" (≥ 1 slot of this run found) | "no markers" |
+    "other run" (markers of this scheme that belong to another run's sheet) | "unknown markers"
+    (markers found but nothing of this run can be identified); reason: one line when not ok.
+    page_points_mm/px: every matched marker corner per page (for a whole-page homography)."""
+    status: str
+    reason: str | None
+    pages: list[int] = field(default_factory=list)
+    slots: list[SlotMatch] = field(default_factory=list)
+    page_points_mm: dict[int, np.ndarray] = field(default_factory=dict)
+    page_points_px: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def _layout_index(layout: dict):
+    """id -> [(page, slot dict, role, corners_mm)]"""
+    index: dict[int, list] = {}
+    for page in layout["pages"]:
+        for slot in page["slots"]:
+            for role, marker in enumerate(slot["markers"]):
+                index.setdefault(int(marker["id"]), []).append(
+                    (int(page["page"]), slot, role, np.asarray(marker["corners_mm"], dtype=np.float64)))
+    return index
+
+
+def _consistent(mm: np.ndarray, px: np.ndarray, tol: float) -> np.ndarray:
+    """Per-point inlier mask of a page-mm → photo-px homography (RANSAC)."""
+    if len(mm) < 8:
+        return np.ones(len(mm), bool)
+    H, mask = cv2.findHomography(mm, px, cv2.RANSAC, tol)
+    if H is None:
+        return np.zeros(len(mm), bool)
+    proj = cv2.perspectiveTransform(mm.reshape(-1, 1, 2), H).reshape(-1, 2)
+    return np.linalg.norm(proj - px, axis=1) <= tol
+
+
+def identify(detections: list[Detection], layout: dict) -> Identification:
+    """Match a photo's detections against a layout (layout.json as a dict).
+
+    A slot is identified by ≥ 2 of its own markers (two slots of a run never share two ids),
+    and a page by its identified slots. Markers are kept only where one homography per page
+    maps their layout corners onto their detected corners within a generous tolerance (lens
+    distortion), which throws out false or duplicated detections. On an identified page a
+    single marker also identifies its slot (ids are unique within a page).
+    """
+    if not detections:
+        return Identification(STATUS_NO_MARKERS, "no markers found")
+    index = _layout_index(layout)
+    sides = np.array([d.side_px for d in detections])
+    tol = max(3.0, 1.0 * float(np.median(sides)))
+
+    # 1) candidate (page, slot) votes
+    votes: dict[tuple[int, int], dict[int, Detection]] = {}
+    slot_of: dict[tuple[int, int], dict] = {}
+    for det in detections:
+        for page, slot, role, _ in index.get(det.id, []):
+            key = (page, int(slot["slot"]))
+            votes.setdefault(key, {})
+            slot_of[key] = slot
+            if role not in votes[key]:
+                votes[key][role] = det
+    confirmed = {k: v for k, v in votes.items() if len(v) >= 2}
+    pages = sorted({k[0] for k in confirmed})
+
+    # 2) per page: all markers of this page that were seen, checked by one homography
+    matches: list[SlotMatch] = []
+    page_mm: dict[int, np.ndarray] = {}
+    page_px: dict[int, np.ndarray] = {}
+    good_pages = []
+    for page in pages:
+        found = []  # (slot_no, role, corners_mm, corners_px)
+        for (p, s), roles in votes.items():
+            if p != page:
+                continue
+            for role, det in roles.items():
+                corners_mm = np.asarray(slot_of[(p, s)]["markers"][role]["corners_mm"], dtype=np.float64)
+                found.append((s, role, corners_mm, det.corners_px))
+        mm = np.concatenate([f[2] for f in found])
+        px = np.concatenate([f[3] for f in found])
+        inl = _consistent(mm, px, tol).reshape(-1, 4).all(axis=1)
+        found = [f for f, ok in zip(found, inl) if ok]
+        per_slot: dict[int, list] = {}
+        for f in found:
+            per_slot.setdefault(f[0], []).append(f)
+        # a slot needs 2 own markers, or 1 when the page is confirmed by another slot
+        if not any(len(v) >= 2 for v in per_slot.values()):
+            continue
+        good_pages.append(page)
+        page_mm[page] = np.concatenate([f[2] for f in found])
+        page_px[page] = np.concatenate([f[3] for f in found])
+        centers = np.array([f[2].mean(axis=0) for f in found])
+        for s in sorted(per_slot):
+            own = per_slot[s]
+            slot = slot_of[(page, s)]
+            pts_mm = [f[2] for f in own]
+            pts_px = [f[3] for f in own]
+            if len(own) < 4:
+                rect = np.asarray(slot["rect_mm"], dtype=np.float64)
+                centre = (rect[:2] + rect[2:]) / 2
+                order = np.argsort(np.linalg.norm(centers - centre, axis=1))
+                for i in order:
+                    if len(pts_mm) >= 4:
+                        break
+                    if found[i][0] != s:
+                        pts_mm.append(found[i][2])
+                        pts_px.append(found[i][3])
+            matches.append(SlotMatch(page=page, slot=s, image_id=slot["image_id"], variant=slot["variant"],
+                                     points_mm=np.concatenate(pts_mm), points_px=np.concatenate(pts_px),
+                                     markers_found=len(own), markers_expected=len(slot["markers"])))
+    if matches:
+        return Identification(STATUS_OK, None, good_pages, matches, page_mm, page_px)
+
+    # 3) nothing of this run: another run's sheet, or unknown markers
+    ours = [d for d in detections if split_id(d.id) is not None]
+    run = layout.get("run", "?")
+    my_tag = (layout.get("run_tag") or {}).get("tag")
+    tags = set()
+    for a, b, c in itertools.combinations(ours, 3):
+        roles = {split_id(d.id)[0]: d.id for d in (a, b, c)}
+        if len(roles) < 3:
+            continue
+        reach = 15 * max(a.side_px, b.side_px, c.side_px)
+        if max(np.linalg.norm(a.center - b.center), np.linalg.norm(a.center - c.center),
+               np.linalg.norm(b.center - c.center)) > reach:
+            continue
+        t = decode_tag(roles)
+        if t is not None:
+            tags.add(t)
+    if tags - {my_tag}:
+        return Identification(STATUS_OTHER_RUN,
+                              f"markers belong to another run's sheet (run tag {sorted(tags - {my_tag})[0]}, "
+                              f"run {run!r} has tag {my_tag})")
+    if len(ours) >= 2 and len({split_id(d.id)[0] for d in ours}) >= 2 and not any(d.id in index for d in ours):
+        return Identification(STATUS_OTHER_RUN,
+                              f"{len(ours)} markers found, none of them printed for run {run!r} (another run's sheet)")
+    if ours:
+        n_known = sum(d.id in index for d in ours)
+        return Identification(STATUS_UNKNOWN,
+                              f"{len(detections)} markers found but no printed image of run {run!r} has 2 of them "
+                              f"({n_known} match this run's ids; a sheet of another run, or too little of one "
+                              "image in the photo)")
+    return Identification(STATUS_UNKNOWN, f"{len(detections)} markers found, none from a `physical` sheet")
