@@ -1,0 +1,149 @@
+"""Adversarial attacks of Kurakin, Goodfellow & Bengio (2016), as pure functions.
+
+Every function takes float images N×3×H×W on the [0, 255] scale and integer labels, and returns
+float images on the same scale; ε and α are in intensity levels (ε = 16 means 16/255). The model
+is a `physical.models.Classifier` (or any module taking [0, 255] images): its normalisation is
+inside it, so gradients are taken through it, never on normalised tensors.
+
+    FGSM  X_adv = clip_[0,255]( X + ε·sign(∇_X J(X, y_true)) )
+    BIM   X_0 = X,  X_{N+1} = Clip_{X,ε}{ X_N + α·sign(∇_X J(X_N, y_true)) }
+    ILL   y_LL = argmin_y p(y|X) (clean image, fixed);  X_{N+1} = Clip_{X,ε}{ X_N − α·sign(∇_X J(X_N, y_LL)) }
+    Clip_{X,ε}{X'} = min{ 255, X + ε, max{ 0, X − ε, X' } }
+
+Number of iterations: the paper gives min(ε + 4, 1.25ε) without saying how to round; we truncate
+(`int`), as torchattacks' BIM does: ε = 2, 4, 8, 16 → 2, 5, 10, 20 steps. Override with `steps`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+ATTACKS = ("fgsm", "bim", "ill", "noise", "gauss")
+ITERATIVE = ("bim", "ill")
+
+
+def variant_name(attack: str, eps: float) -> str:
+    """'fgsm-eps16', 'bim-eps2', 'noise-eps0.5' — the file and manifest name of a variant."""
+    return f"{attack}-eps{eps:g}"
+
+
+def parse_variant(variant: str) -> tuple[str, float | None]:
+    if variant == "clean":
+        return "clean", None
+    attack, _, eps = variant.partition("-eps")
+    return attack, float(eps)
+
+
+def paper_steps(eps: float) -> int:
+    """min(ε + 4, 1.25ε), truncated to an integer (at least 1; ε = 0 leaves the input as it is)."""
+    return max(1, int(min(eps + 4, 1.25 * eps)))
+
+
+def check_eps(eps: float) -> float:
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps)) or eps < 0 or eps > 255:
+        raise ValueError(f"ε must be in [0, 255] intensity levels, got {eps!r}")
+    return float(eps)
+
+
+def input_gradient(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """∇_X J(X, y) for the cross-entropy J, summed over the batch so each image's gradient is its own."""
+    x = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def clip_eps(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clip_{X,ε}: the ε-ball around X intersected with [0, 255], exactly as the paper writes it."""
+    return torch.minimum(torch.clamp(x + eps, max=255.0), torch.maximum(torch.clamp(x - eps, min=0.0), x_adv))
+
+
+def fgsm(model, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al. 2015), clipped to [0, 255]."""
+    return fgsm_sweep(model, x, y, [eps])[0]
+
+
+def fgsm_sweep(model, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float]) -> list[torch.Tensor]:
+    """FGSM at several ε from ONE gradient (the sign does not depend on ε)."""
+    eps_list = [check_eps(e) for e in eps_list]
+    step = input_gradient(model, x, y).sign()
+    return [torch.clamp(x + eps * step, 0.0, 255.0).detach() for eps in eps_list]
+
+
+def least_likely(model, x: torch.Tensor) -> torch.Tensor:
+    """y_LL = argmin_y p(y | X), vectorised, without gradients."""
+    with torch.no_grad():
+        return model(x).argmin(dim=1)
+
+
+def _iterate(model, x, target, eps, alpha, steps, direction):
+    x_adv = x.clone()
+    for _ in range(steps):
+        grad = input_gradient(model, x_adv, target)
+        x_adv = clip_eps(x_adv + direction * alpha * grad.sign(), x, eps).detach()
+    return x_adv
+
+
+def _check_iter(eps, alpha, steps):
+    eps = check_eps(eps)
+    if not alpha > 0:
+        raise ValueError(f"α must be positive, got {alpha!r}")
+    steps = paper_steps(eps) if steps is None else steps
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return eps, float(alpha), int(steps)
+
+
+def bim(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float = 1.0,
+        steps: int | None = None) -> torch.Tensor:
+    """Basic iterative method: FGSM steps of α, projected onto Clip_{X,ε} after every step."""
+    eps, alpha, steps = _check_iter(eps, alpha, steps)
+    return _iterate(model, x, y, eps, alpha, steps, +1.0)
+
+
+def ill(model, x: torch.Tensor, eps: float, alpha: float = 1.0, steps: int | None = None,
+        target: torch.Tensor | None = None) -> torch.Tensor:
+    """Iterative least-likely class method: descend the loss of y_LL chosen once on the clean image."""
+    eps, alpha, steps = _check_iter(eps, alpha, steps)
+    target = least_likely(model, x) if target is None else target
+    return _iterate(model, x, target, eps, alpha, steps, -1.0)
+
+
+def sign_noise(x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Baseline of the same L∞ size: each value moved by ±ε at random, clipped to [0, 255]."""
+    eps = check_eps(eps)
+    signs = torch.randint(0, 2, x.shape, generator=generator, device="cpu").to(x) * 2 - 1
+    return torch.clamp(x + eps * signs, 0.0, 255.0)
+
+
+def gaussian_noise(x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian baseline of matched L2: per image, noise scaled to L2 norm ε·√d — the norm of a
+    full ±ε sign perturbation (FGSM's, before clipping) — then clipped to [0, 255]."""
+    eps = check_eps(eps)
+    noise = torch.randn(x.shape, generator=generator, device="cpu").to(x)
+    d = x[0].numel()
+    norms = noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    return torch.clamp(x + noise * (eps * math.sqrt(d) / norms), 0.0, 255.0)
+
+
+def run_attack(name: str, model, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float],
+               alpha: float = 1.0, steps: dict | None = None,
+               generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """One attack over an ε sweep: a list of adversarial batches, one per ε.
+    FGSM costs one gradient for the whole sweep; `steps` maps ε → iterations (default: paper's)."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}: choose from {', '.join(ATTACKS)}")
+    steps = steps or {}
+    if name == "fgsm":
+        return fgsm_sweep(model, x, y, eps_list)
+    if name == "bim":
+        return [bim(model, x, y, e, alpha, steps.get(e)) for e in eps_list]
+    if name == "ill":
+        target = least_likely(model, x)
+        return [ill(model, x, e, alpha, steps.get(e), target=target) for e in eps_list]
+    if name == "noise":
+        return [sign_noise(x, e, generator) for e in eps_list]
+    return [gaussian_noise(x, e, generator) for e in eps_list]
