@@ -1,0 +1,23 @@
+"""`physical report`: the run's static HTML report."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("report")
+@click.option("--run", "run", required=True, help="Run name (the folder under printouts/, captures/, reports/).")
+@click.option("--sample", type=click.IntRange(min=0), default=6, show_default=True,
+              help="How many images the gallery shows (sampled with the run's seed).")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="Confidence threshold marked on the error-vs-acceptance curve.")
+@click.pass_context
+def report(ctx, run, sample, threshold):
+    """Write reports/RUN/index.html: the paper's table for this run, plots, galleries, ingest.
+
+    Works on a partial run (e.g. only crafted) and says which stages are missing. The folder
+    reports/RUN/ is self-contained (no network, relative links): zip it and send it.
+    """
+    from physical.report import build_report
+
+    index = build_report(ctx.obj["workspace"], run, sample=sample, threshold=threshold)
+    click.echo(str(index))
