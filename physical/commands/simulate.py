@@ -1,0 +1,46 @@
+"""`physical simulate`: print + phone-camera simulator → captures/RUN/photos/*.jpg."""
+import click
+
+from physical.commands.options import run_option
+
+
+@click.command(short_help="Simulate printing the PDF and photographing it with a phone.")
+@run_option
+@click.option("--preset", type=click.Choice(["mild", "typical", "harsh"]), default="typical", show_default=True,
+              help="Ranges the printer and camera parameters are drawn from (harsh: some photos fail).")
+@click.option("--photos-per-page", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Photos of every printed page (each with its own camera parameters).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
+@click.option("--resolution", default="4000x3000", show_default=True, metavar="WxH",
+              help="Sensor size in pixels (4:3 phones: 4000x3000 = 12 MP); smaller is faster.")
+@click.option("--force", is_flag=True, help="Replace earlier simulated photos (and crops made from them).")
+@click.pass_context
+def simulate(ctx, run, preset, photos_per_page, seed, resolution, force):
+    """Render printouts/RUN/RUN.pdf as a printer would print it, photograph every page with a
+    simulated hand-held phone, and write captures/RUN/photos/sim-p<page>-<n>.jpg plus the ground
+    truth captures/RUN/simulated.json. Then run `physical ingest --run RUN`.
+
+    \b
+    Examples:
+      physical simulate --run r1
+      physical simulate --run r1 --preset harsh --photos-per-page 3 --seed 7
+      physical simulate --run r1 --resolution 1600x1200 --force
+    """
+    from tqdm import tqdm
+
+    from physical.simulate import parse_resolution, simulate_run, summary_line
+
+    ws = ctx.obj["workspace"]
+    size = parse_resolution(resolution)
+    layout = ws.layout_path(run)
+    n_pages = None
+    if layout.exists():
+        from physical.workspace import read_json
+
+        n_pages = len(read_json(layout).get("pages", []))
+    total = n_pages * photos_per_page if n_pages else None
+    with tqdm(total=total, unit="photo", desc="simulate", disable=ctx.obj.get("quiet") or (total or 0) < 3,
+              leave=False) as bar:
+        result = simulate_run(ws, run, preset=preset, photos_per_page=photos_per_page, seed=seed,
+                              resolution=size, force=force, progress=bar.update)
+    click.echo(summary_line(result))

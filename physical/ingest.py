@@ -1,0 +1,619 @@
+"""Photo ingest: phone photos of printed sheets → one crop per printed image.
+
+Per photo (`ingest_photo`, run in a process pool):
+
+1. Read with PIL, refusing images over the pixel limit before decoding (decompression bombs)
+   and reporting truncated/corrupt files; the EXIF orientation is applied exactly as
+   `PIL.ImageOps.exif_transpose` does (tested), but by coordinates: the full-resolution pixels
+   stay as stored and every point is mapped through the orientation, which saves a 12 MP copy.
+2. Find markers with `physical.markers.detect` on a grey copy reduced to `DETECT_LONG_SIDE`
+   pixels (area interpolation), falling back to full resolution when that finds nothing of the
+   run or the markers are tiny; the corners are then refined with `cv2.cornerSubPix` on the
+   full-resolution grey image.
+3. `physical.markers.identify` → run, page and slot for every image whose markers were found.
+4. Per image: a homography page-mm → photo-px from its own markers' corners (16 points), plus
+   the page's other marker corners near it that agree with that fit (residual ≤
+   max(`EXTRA_POINT_TOL_PX`, 2 × own RMS)); refused when the image corners are not inside the
+   polygon spanned by the points used (no extrapolation), when the image is partly out of the
+   frame (the paper discarded those), or when the markers do not fit one plane.
+5. The image rectangle is warped (one `cv2.warpPerspective`, bilinear) to a square of k × the
+   source PNG's size, k = ceil(photo pixels across the image / PNG pixels), 2 ≤ k ≤ 8, so the
+   warp never down-samples by more than 1× and no detail is lost, then reduced with area
+   interpolation to the model's input size (DESIGN.md: blur is the main enemy).
+
+Sharpness of a crop = variance of the Laplacian (3×3 aperture) of its grey version at the
+source PNG's size. Several photos of one printed image: every crop is kept
+(`crops/<id>/<variant>.png`, then `<variant>-2.png`, …) and the sharpest one is `used`
+(ties: lower reprojection error, then the earlier photo).
+
+Coordinates: photo pixels as displayed (EXIF applied), a pixel's top-left corner at its integer
+coordinate; page millimetres from the top-left corner (docs/internals.md).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from physical import markers
+from physical.errors import PhysicalError
+from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json, sha256_file
+
+DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
+DETECT_LONG_SIDE = 1600            # markers are searched on a copy this size (long side)
+MIN_DETECTED_SIDE = 24             # median marker side (px) in that copy below which we look closer ...
+TARGET_SIDE = 36                   # ... at a scale giving markers about this size
+EXTRA_POINT_TOL_PX = 0.75          # page points joining an image's fit must agree this well
+MAX_REPROJECTION_RATIO = 0.08      # RMS reprojection error / marker side above which a fit is refused
+MIN_K, MAX_K = 2, 8                # warp the crop at k × the PNG's pixels
+EDGE_SAMPLES = 16                  # points per image edge checked against the frame
+
+# EXIF orientation → (rotation k for np.rot90 of the stored pixels, then mirror left-right?)
+# such that displayed = fliplr?(rot90(stored, k)); matches PIL.ImageOps.exif_transpose.
+_ORIENT = {1: (0, False), 2: (0, True), 3: (2, False), 4: (2, True),
+           5: (-1, True), 6: (-1, False), 7: (1, True), 8: (1, False)}
+
+
+class Rejected(Exception):
+    """A photo that cannot be used; the message is the reason recorded in ingest.json."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def orientation_matrix(tag: int, stored_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """3×3 map stored-pixel corner coordinates → displayed ones for an EXIF orientation tag,
+    and the displayed size (w, h)."""
+    w, h = stored_size
+    k, mirror = _ORIENT.get(int(tag), (0, False))
+    M = np.eye(3)
+    size = (w, h)
+    for _ in range(k % 4):  # np.rot90 with k = 1: counter-clockwise; (x, y) → (y, W - x)
+        W, Hh = size
+        M = np.array([[0, 1, 0], [-1, 0, W], [0, 0, 1.0]]) @ M
+        size = (Hh, W)
+    if mirror:
+        M = np.array([[-1, 0, size[0]], [0, 1, 0], [0, 0, 1.0]]) @ M
+    return M, size
+
+
+def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """Decode photo bytes → (stored RGB uint8 array, EXIF orientation tag). Raises Rejected."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise Rejected(f"over decompression limit ({w}x{h} = {w * h / 1e6:.0f} MP > "
+                               f"{max_pixels / 1e6:.0f} MP)")
+            try:
+                tag = int(im.getexif().get(0x0112, 1) or 1)
+            except Exception:  # a broken EXIF block is not a reason to drop the photo
+                tag = 1
+            im.load()
+    except Rejected:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise Rejected(f"over decompression limit ({exc})") from None
+    except UnidentifiedImageError:
+        raise Rejected("not an image (cannot identify image file)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise Rejected(f"unreadable (truncated or corrupt: {exc})") from None
+    if im.mode not in ("RGB", "L"):
+        im = im.convert("RGB")
+    arr = np.asarray(im)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return arr, tag if tag in _ORIENT else 1
+
+
+def _to_displayed(img: np.ndarray, tag: int) -> np.ndarray:
+    k, mirror = _ORIENT[tag]
+    out = np.rot90(img, k)
+    return np.fliplr(out) if mirror else out
+
+
+def _transform(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    pts = np.asarray(pts, np.float64).reshape(-1, 2)
+    q = np.column_stack([pts, np.ones(len(pts))]) @ M.T
+    return q[:, :2] / q[:, 2:3]
+
+
+def find_markers(rgb: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE
+                 ) -> tuple[list[markers.Detection], "markers.Identification", dict]:
+    """Markers in the displayed photo (corners in displayed full-resolution pixels), their
+    identification, and how they were found. `rgb` is the stored array; `tag` its EXIF orientation.
+
+    Markers are searched on a grey copy whose long side is `detect_long_side` (or at a scale
+    where the markers are ≥ `TARGET_SIDE` pixels when they turn out smaller). A fast detector
+    pass (markers.py's parameters with a coarser threshold sweep and fewer tiny candidates)
+    is tried first; when it leaves any found image with missing markers, or identifies
+    nothing, `markers.detect` (the fully tuned detector) decides.
+    """
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    M, _ = orientation_matrix(tag, (grey.shape[1], grey.shape[0]))
+    scale = min(1.0, detect_long_side / max(grey.shape))
+    small = _displayed_copy(grey, tag, scale)
+    how = {"scale": scale, "pass": "fast"}
+    dets = _fast_detect(small)
+    if dets and scale < 1.0:
+        side = float(np.median([d.side_px for d in dets]))
+        if side < MIN_DETECTED_SIDE:  # markers small in the copy: look again with more pixels
+            scale = min(1.0, scale * TARGET_SIDE / side)
+            small = _displayed_copy(grey, tag, scale)
+            dets = _fast_detect(small)
+            how["scale"] = scale
+    ident = markers.identify(dets, layout)
+    complete = ident.status == markers.STATUS_OK and all(
+        m.markers_found == m.markers_expected for m in ident.slots)
+    if not complete:
+        how["pass"] = "tuned"
+        dets = markers.detect(small)
+        if not dets and scale < 1.0:
+            how["scale"] = scale = 1.0
+            small = _displayed_copy(grey, tag, scale)
+            dets = markers.detect(small)
+    dets = _refine(dets, grey, M, scale)
+    return dets, markers.identify(dets, layout), how
+
+
+_FAST = None
+
+
+def _fast_detect(grey: np.ndarray) -> list[markers.Detection]:
+    """markers.detect with a cheaper candidate search (same dictionary, same corner convention)."""
+    global _FAST
+    if _FAST is None:
+        p = markers.detector_parameters()
+        p.adaptiveThreshWinSizeStep = max(p.adaptiveThreshWinSizeStep, 20)
+        p.minMarkerPerimeterRate = max(p.minMarkerPerimeterRate, 0.03)
+        p.polygonalApproxAccuracyRate = min(p.polygonalApproxAccuracyRate, 0.03)
+        _FAST = cv2.aruco.ArucoDetector(markers.dictionary(), p)
+    corners, ids, _ = _FAST.detectMarkers(grey)
+    if ids is None:
+        return []
+    return [markers.Detection(int(i), np.asarray(c, dtype=np.float64).reshape(4, 2) + 0.5)
+            for c, i in zip(corners, ids.ravel())]
+
+
+def _displayed_copy(grey: np.ndarray, tag: int, scale: float) -> np.ndarray:
+    small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(_to_displayed(small, tag))
+
+
+def _refine(dets: list[markers.Detection], grey: np.ndarray, M: np.ndarray, scale: float
+            ) -> list[markers.Detection]:
+    """Scale corners to full resolution and refine them there with cornerSubPix."""
+    if not dets:
+        return dets
+    Minv = np.linalg.inv(M)
+    h, w = grey.shape
+    out = []
+    for d in dets:
+        # displayed-small corner coords → displayed-full: the reduced copy's pixel corners scale exactly
+        disp = d.corners_px / scale if scale != 1.0 else d.corners_px.copy()
+        cell = d.side_px / scale / markers.CELLS
+        win = int(max(2, min(12, round(0.3 * cell))))
+        stored = _transform(Minv, disp)
+        pts = (stored - 0.5).astype(np.float32).reshape(-1, 1, 2)  # index convention for OpenCV
+        inside = np.all((pts[:, 0, 0] > win + 1) & (pts[:, 0, 0] < w - win - 2)
+                        & (pts[:, 0, 1] > win + 1) & (pts[:, 0, 1] < h - win - 2))
+        if inside and scale != 1.0:
+            cv2.cornerSubPix(grey, pts, (win, win), (-1, -1),
+                             (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 40, 0.01))
+            refined = _transform(M, pts.reshape(-1, 2).astype(np.float64) + 0.5)
+            # keep the refinement only where it stayed near the detector's corner
+            moved = np.linalg.norm(refined - disp, axis=1)
+            disp = np.where((moved <= max(1.5 / scale, 2.0))[:, None], refined, disp)
+        out.append(markers.Detection(d.id, disp))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+
+
+@dataclass
+class SlotFit:
+    H: np.ndarray            # page mm → displayed photo px
+    rms_px: float            # RMS reprojection error of the points used
+    points: int
+    extra_points: int
+    points_mm: np.ndarray    # the page points the fit used
+
+
+def _fit(mm: np.ndarray, px: np.ndarray) -> np.ndarray | None:
+    H, _ = cv2.findHomography(mm.astype(np.float64), px.astype(np.float64), 0)
+    return H
+
+
+def _residuals(H: np.ndarray, mm: np.ndarray, px: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(_transform(H, mm) - px, axis=1)
+
+
+def fit_slot(match: markers.SlotMatch, page_mm: np.ndarray | None, page_px: np.ndarray | None,
+             rect_mm) -> SlotFit | None:
+    """Homography for one printed image: its own marker corners, plus nearby page marker corners
+    that agree with that fit (they add accuracy where its own markers are blurred or few)."""
+    mm, px = np.asarray(match.points_mm, np.float64), np.asarray(match.points_px, np.float64)
+    if len(mm) < 4:
+        return None
+    H = _fit(mm, px)
+    if H is None:
+        return None
+    rms = float(np.sqrt(np.mean(_residuals(H, mm, px) ** 2)))
+    extra = 0
+    if page_mm is not None and len(page_mm) > len(mm):
+        x0, y0, x1, y1 = rect_mm
+        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        reach = math.hypot(x1 - x0, y1 - y0)
+        own = {(round(a, 4), round(b, 4)) for a, b in mm}
+        cand = np.array([(tuple(np.round(m, 4)) not in own) and np.linalg.norm(m - centre) <= reach
+                         for m in page_mm])
+        if cand.any():
+            cm, cp = page_mm[cand], page_px[cand]
+            ok = _residuals(H, cm, cp) <= max(EXTRA_POINT_TOL_PX, 2 * rms)
+            if ok.any():
+                mm2, px2 = np.concatenate([mm, cm[ok]]), np.concatenate([px, cp[ok]])
+                H2 = _fit(mm2, px2)
+                if H2 is not None:
+                    own_rms2 = float(np.sqrt(np.mean(_residuals(H2, mm, px) ** 2)))
+                    if own_rms2 <= 1.25 * rms + 0.05:
+                        H, mm, px, extra = H2, mm2, px2, int(ok.sum())
+                        rms = float(np.sqrt(np.mean(_residuals(H, mm, px) ** 2)))
+    return SlotFit(H=H / H[2, 2], rms_px=rms, points=len(mm), extra_points=extra, points_mm=mm)
+
+
+def _rect_corners(rect_mm) -> np.ndarray:
+    x0, y0, x1, y1 = map(float, rect_mm)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+
+def _rect_outline(rect_mm, n: int = EDGE_SAMPLES) -> np.ndarray:
+    c = _rect_corners(rect_mm)
+    t = np.linspace(0, 1, n, endpoint=False)[:, None]
+    return np.concatenate([c[i] + (c[(i + 1) % 4] - c[i]) * t for i in range(4)])
+
+
+def _inside_hull(points_mm: np.ndarray, query_mm: np.ndarray, tol_mm: float = 0.25) -> bool:
+    hull = cv2.convexHull(points_mm.astype(np.float32))
+    return all(cv2.pointPolygonTest(hull, (float(x), float(y)), True) >= -tol_mm for x, y in query_mm)
+
+
+def crop_matrix(H: np.ndarray, rect_mm, out_size: tuple[int, int], M_disp: np.ndarray | None = None
+                ) -> np.ndarray:
+    """3×3 map: crop pixel index → source image pixel index (for WARP_INVERSE_MAP).
+
+    crop index (i, j) has its centre at crop corner coords (i + .5, j + .5) → page mm in the
+    image rectangle → displayed photo px (H) → stored px (M_disp⁻¹) → stored index (− .5)."""
+    x0, y0, x1, y1 = map(float, rect_mm)
+    nw, nh = out_size
+    S = np.array([[(x1 - x0) / nw, 0, x0 + 0.5 * (x1 - x0) / nw],
+                  [0, (y1 - y0) / nh, y0 + 0.5 * (y1 - y0) / nh], [0, 0, 1.0]])
+    back = np.linalg.inv(M_disp) if M_disp is not None else np.eye(3)
+    to_index = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1.0]])
+    return to_index @ back @ H @ S
+
+
+def sharpness(crop_rgb: np.ndarray) -> float:
+    """Variance of the 3×3 Laplacian of the grey crop (at the source PNG's size)."""
+    grey = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=1).var())
+
+
+# --------------------------------------------------------------------------------------------
+# One photo (runs in a worker process)
+
+
+@dataclass
+class Context:
+    layout: dict
+    rects: dict                 # (page, slot) -> rect_mm
+    source_size: dict           # (image_id, variant) -> (w, h) of the PNG
+    input_size: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    detect_long_side: int = DETECT_LONG_SIDE
+
+
+def ingest_photo(data: bytes, ctx: Context) -> dict:
+    """Everything ingest learns from one photo's bytes: {"photo": record, "crops": [record +
+    "png": bytes]} (crop file names are given later, by the caller)."""
+    t0 = time.perf_counter()
+    rec: dict = {"status": "rejected", "reason": None, "page": None, "pages": [], "slots_found": 0}
+    crops: list[dict] = []
+    try:
+        rgb, tag = read_photo(data, ctx.max_pixels)
+        M, disp_size = orientation_matrix(tag, (rgb.shape[1], rgb.shape[0]))
+        rec.update(size=list(disp_size), exif_orientation=tag)
+        dets, ident, how = find_markers(rgb, tag, ctx.layout, ctx.detect_long_side)
+        rec.update(markers_found=len(dets), detect_scale=round(how["scale"], 4), detect_pass=how["pass"])
+        if ident.status != markers.STATUS_OK:
+            raise Rejected({markers.STATUS_NO_MARKERS: "no markers found"}.get(ident.status)
+                           or f"{_STATUS_REASON.get(ident.status, ident.status)}: {ident.reason}")
+        rec["pages"] = list(ident.pages)
+        rec["page"] = ident.pages[0] if ident.pages else None
+        sides = np.median([d.side_px for d in dets])
+        skipped = []
+        for match in ident.slots:
+            rect = ctx.rects[(match.page, match.slot)]
+            why = None
+            fit = fit_slot(match, ident.page_points_mm.get(match.page), ident.page_points_px.get(match.page), rect)
+            if fit is None:
+                why = "markers do not give a homography"
+            elif not _inside_hull(fit.points_mm, _rect_corners(rect)):
+                why = f"too few markers around the image ({match.markers_found} of {match.markers_expected} found)"
+            elif fit.rms_px > max(1.0, MAX_REPROJECTION_RATIO * sides):
+                why = f"markers do not fit a flat sheet (reprojection error {fit.rms_px:.1f} px)"
+            else:
+                outline = _transform(fit.H, _rect_outline(rect))
+                w, h = disp_size
+                if not np.all((outline >= 0) & (outline <= [w, h])):
+                    why = "image partly out of frame"
+            if why:
+                skipped.append({"page": match.page, "slot": match.slot, "image_id": match.image_id,
+                                "variant": match.variant, "reason": why})
+                continue
+            crops.append(_make_crop(rgb, M, match, fit, rect, ctx))
+        rec["slots_rejected"] = skipped
+        rec["slots_found"] = len(crops)
+        if crops:
+            rec["status"] = "accepted"
+        else:
+            reasons = sorted({s["reason"] for s in skipped})
+            raise Rejected(reasons[0] if len(reasons) == 1 else "no usable image: " + "; ".join(reasons))
+    except Rejected as exc:
+        rec["status"], rec["reason"] = "rejected", str(exc)
+    rec["seconds"] = round(time.perf_counter() - t0, 3)
+    return {"photo": rec, "crops": crops}
+
+
+_STATUS_REASON = {markers.STATUS_OTHER_RUN: "markers of another run",
+                  markers.STATUS_UNKNOWN: "unknown markers"}
+
+
+def _make_crop(rgb: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: Context) -> dict:
+    src_w, src_h = ctx.source_size[(match.image_id, match.variant)]
+    corners = _transform(fit.H, _rect_corners(rect))
+    extent = max(np.linalg.norm(corners[1] - corners[0]), np.linalg.norm(corners[2] - corners[3]),
+                 np.linalg.norm(corners[3] - corners[0]), np.linalg.norm(corners[2] - corners[1]))
+    k = int(min(MAX_K, max(MIN_K, math.ceil(extent / max(src_w, src_h)))))
+    size = (k * src_w, k * src_h)
+    W = crop_matrix(fit.H, rect, size, M)
+    big = cv2.warpPerspective(rgb, W, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+    at_source = cv2.resize(big, (src_w, src_h), interpolation=cv2.INTER_AREA)
+    n = ctx.input_size
+    final = at_source if (src_w, src_h) == (n, n) else cv2.resize(big, (n, n), interpolation=cv2.INTER_AREA)
+    buf = io.BytesIO()
+    Image.fromarray(final).save(buf, format="PNG")
+    return {"image_id": match.image_id, "variant": match.variant, "page": match.page, "slot": match.slot,
+            "corners_px": corners.round(3).tolist(), "homography_mm_to_px": fit.H.tolist(),
+            "points": fit.points, "extra_points": fit.extra_points, "markers_found": match.markers_found,
+            "markers_expected": match.markers_expected, "reprojection_error_px": round(fit.rms_px, 4),
+            "sharpness": round(sharpness(at_source), 3), "warp_px": list(size), "png": buf.getvalue()}
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+
+_WORKER_CTX: Context | None = None
+
+
+def _worker_init(ctx: Context) -> None:
+    global _WORKER_CTX
+    cv2.setNumThreads(1)
+    _WORKER_CTX = ctx
+
+
+def _worker(path: str) -> dict:
+    with open(path, "rb") as f:
+        data = f.read()
+    return ingest_photo(data, _WORKER_CTX)
+
+
+def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
+    manifest = ws.load_manifest(run)
+    rects, source_size = {}, {}
+    files = {(im["id"], v): rec["file"] for im in manifest["images"] for v, rec in im["variants"].items()}
+    for page in layout["pages"]:
+        for slot in page["slots"]:
+            rects[(int(page["page"]), int(slot["slot"]))] = [float(v) for v in slot["rect_mm"]]
+            key = (slot["image_id"], slot["variant"])
+            if key in source_size:
+                continue
+            rel = files.get(key)
+            if rel is None:
+                raise PhysicalError(f"layout.json prints {key[0]}/{key[1]}, which is not in the manifest of run {run!r}")
+            try:
+                with Image.open(ws.printouts(run) / rel) as im:
+                    source_size[key] = im.size
+            except OSError as exc:
+                raise PhysicalError(f"cannot read the source PNG {ws.printouts(run) / rel}: {exc}") from None
+    return Context(layout=layout, rects=rects, source_size=source_size,
+                   input_size=int(manifest["model"]["input_size"]), max_pixels=max_pixels)
+
+
+def list_photos(folder: Path) -> list[Path]:
+    """Every regular file in `folder` (not recursive), except hidden and temporary ones."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None, *,
+               workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False,
+               progress: Callable[[int], object] | None = None, total: Callable[[int], object] | None = None
+               ) -> dict:
+    """Ingest every new photo in `photos` (default captures/<run>/photos); returns ingest.json's
+    content plus a "summary" block. Photos already ingested (same sha256) are skipped."""
+    layout_path = ws.layout_path(run)
+    if not layout_path.exists():
+        raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
+    layout = read_json(layout_path)
+    layout_sha = sha256_file(layout_path)
+    captures = ws.captures(run)
+    folder = Path(photos) if photos is not None else captures / "photos"
+    if not folder.is_dir():
+        raise PhysicalError(f"photo folder {folder} does not exist" +
+                            (f" (simulate some with `physical simulate --run {run}`, or pass --photos)"
+                             if photos is None else ""))
+    ingest_json = captures / "ingest.json"
+    state = read_json(ingest_json) if ingest_json.exists() and not force else None
+    if state is not None and state.get("layout_sha256") != layout_sha:
+        raise PhysicalError(f"{ingest_json} was made from another layout.json (the PDF was rebuilt); "
+                            "use --force to start ingest over")
+    if state is None:
+        if force and (captures / "crops").exists():
+            _clear_crops(captures, ingest_json)
+        state = {"schema": 1, "run": run, "layout_sha256": layout_sha,
+                 "crop_rule": ("warp the image rectangle to k x the PNG size (k = ceil(photo px across / "
+                               "PNG px), 2..8), area-resize to the model input"),
+                 "used_rule": ("the sharpest crop of each printed image is used: variance of the 3x3 "
+                               "Laplacian of its grey version at the PNG's size; ties: lower reprojection "
+                               "error, then the earlier photo"),
+                 "photos": [], "crops": [], "sessions": []}
+    ctx = _context(ws, run, layout, max_pixels)
+
+    files = list_photos(folder)
+    known = {p["sha256"] for p in state["photos"] if p.get("sha256")}
+    todo, skipped = [], 0
+    for path in files:
+        digest = sha256_file(path)
+        if digest in known:
+            skipped += 1
+            continue
+        known.add(digest)
+        todo.append((path, digest))
+    if total:
+        total(len(todo))
+    session = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "photos_dir": str(folder),
+               "files": len(files), "new": len(todo), "already_ingested": skipped}
+    t0 = time.perf_counter()
+    new_records = []
+    for path, digest, result in _process(todo, ctx, workers):
+        rec = {"file": _relative(path, captures), "sha256": digest, **result["photo"]}
+        for crop in result["crops"]:
+            png = crop.pop("png")
+            name = _crop_name(state, crop["image_id"], crop["variant"], captures)
+            atomic_write_bytes(captures / name, png)
+            state["crops"].append({"image_id": crop["image_id"], "variant": crop["variant"], "file": name,
+                                   "photo": rec["file"], "photo_sha256": digest, **{
+                                       k: v for k, v in crop.items() if k not in ("image_id", "variant")},
+                                   "used": False})
+        state["photos"].append(rec)
+        new_records.append(rec)
+        _choose_used(state["crops"])
+        atomic_write_json(ingest_json, state)  # after every photo: an interruption loses at most one
+        if progress:
+            progress(1)
+    session["seconds"] = round(time.perf_counter() - t0, 3)
+    session.update(_counts(new_records))
+    if not files:
+        session["note"] = f"no files in {folder}"
+    state["sessions"].append(session)
+    _choose_used(state["crops"])
+    state["summary"] = summarize(state, layout)
+    atomic_write_json(ingest_json, state)
+    state["last_session"] = session
+    return state
+
+
+def _process(todo, ctx: Context, workers: int | None):
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4)
+    workers = max(1, min(workers, len(todo)))
+    if workers == 1 or len(todo) < 3:
+        for path, digest in todo:
+            yield path, digest, ingest_photo(path.read_bytes(), ctx)
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(ctx,)) as pool:
+        for (path, digest), result in zip(todo, pool.map(_worker, [str(p) for p, _ in todo])):
+            yield path, digest, result
+
+
+def _relative(path: Path, captures: Path) -> str:
+    try:
+        return path.resolve().relative_to(captures.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def _crop_name(state: dict, image_id: str, variant: str, captures: Path) -> str:
+    taken = {c["file"] for c in state["crops"]}
+    n = 1
+    while True:
+        name = f"crops/{image_id}/{variant}.png" if n == 1 else f"crops/{image_id}/{variant}-{n}.png"
+        if name not in taken:
+            return name
+        n += 1
+
+
+def _choose_used(crops: list[dict]) -> None:
+    best: dict = {}
+    for i, c in enumerate(crops):
+        key = (c["image_id"], c["variant"])
+        score = (c["sharpness"], -c["reprojection_error_px"], -i)
+        if key not in best or score > best[key][0]:
+            best[key] = (score, i)
+    chosen = {i for _, i in best.values()}
+    for i, c in enumerate(crops):
+        c["used"] = i in chosen
+
+
+def _clear_crops(captures: Path, ingest_json: Path) -> None:
+    import shutil
+
+    shutil.rmtree(captures / "crops", ignore_errors=True)
+    ingest_json.unlink(missing_ok=True)
+
+
+def _counts(records: list[dict]) -> dict:
+    reasons: dict[str, int] = {}
+    for r in records:
+        if r["status"] != "accepted":
+            key = _reason_kind(r["reason"])
+            reasons[key] = reasons.get(key, 0) + 1
+    return {"read": len(records), "accepted": sum(r["status"] == "accepted" for r in records),
+            "rejected": sum(r["status"] != "accepted" for r in records), "reasons": reasons}
+
+
+def _reason_kind(reason: str | None) -> str:
+    """The reason without its details (for counting): text before the first '(' or ':'."""
+    reason = reason or "unknown"
+    for sep in (" (", ":"):
+        reason = reason.split(sep)[0]
+    return reason.strip()
+
+
+def summarize(state: dict, layout: dict) -> dict:
+    printed = {(s["image_id"], s["variant"]) for p in layout["pages"] for s in p["slots"]}
+    recovered = {(c["image_id"], c["variant"]) for c in state["crops"]}
+    visible = set(recovered)
+    for p in state["photos"]:
+        for s in p.get("slots_rejected", []):
+            visible.add((s["image_id"], s["variant"]))
+    out = _counts(state["photos"])
+    out.update(printed=len(printed), visible=len(visible), recovered=len(recovered),
+               crops=len(state["crops"]))
+    return out
+
+
+def summary_line(state: dict) -> str:
+    s, last = state["summary"], state.get("last_session", {})
+    reasons = ", ".join(f"{n} {k}" for k, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]))
+    new = f" ({last.get('new', 0)} new, {last.get('already_ingested', 0)} already ingested)" if last else ""
+    return (f"ingest {state['run']}: {s['read']} photos read{new}, {s['accepted']} accepted, "
+            f"{s['rejected']} rejected{' (' + reasons + ')' if reasons else ''}; "
+            f"{s['recovered']} of {s['visible']} images visible in photos recovered "
+            f"({s['printed']} printed)")
