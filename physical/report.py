@@ -17,11 +17,13 @@ rendered with autoescape on.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import io
 import logging
 import math
 import random
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import quote
@@ -139,6 +141,31 @@ def _variant_title(name: str, rec: dict | None = None) -> str:
 # class names
 # --------------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=1)
+def imagenet_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, as `physical.models.imagenet_classes()` gives them, read
+    straight from timm's bundled tables: importing timm would import torch (seconds) just for a
+    text file. Falls back to `imagenet_classes()`, then to no names (indices are shown)."""
+    try:
+        spec = importlib.util.find_spec("timm")
+        info = Path(spec.origin).parent / "data" / "_info"
+        wnids = (info / "imagenet_synsets.txt").read_text(encoding="utf-8").split()
+        lemmas = dict(line.split("\t", 1) for line in
+                      (info / "imagenet_synset_to_lemma.txt").read_text(encoding="utf-8").splitlines() if "\t" in line)
+        names = [lemmas[w].split(",")[0].strip() for w in wnids]
+        if len(names) == 1000:
+            return names
+    except (AttributeError, TypeError, OSError, KeyError, ValueError):
+        pass
+    try:
+        from physical.models import imagenet_classes
+
+        return list(imagenet_classes()[1])
+    except Exception as exc:  # a report without torch/timm still works, with indices
+        log.info("ImageNet class names unavailable (%s); showing class indices", exc)
+        return []
+
+
 class ClassNames:
     """index → human-readable name: ImageNet's when the model has 1000 classes, else whatever
     the manifest's labels say, else the index itself."""
@@ -147,13 +174,7 @@ class ClassNames:
         self.names: dict[int, str] = {}
         model = manifest.get("model") or {}
         if model.get("num_classes") in (1000, None):
-            try:
-                from physical.models import imagenet_classes
-
-                _, names = imagenet_classes()
-                self.names.update(enumerate(names))
-            except Exception as exc:  # a report without torch/timm still works, with indices
-                log.info("ImageNet class names unavailable (%s); showing class indices", exc)
+            self.names.update(enumerate(imagenet_names()))
         for image in manifest.get("images") or []:
             label = image.get("label") or {}
             if isinstance(label.get("index"), int) and label.get("name"):
@@ -921,9 +942,13 @@ def _environment():
     return env
 
 
-def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float = 0.8,
+def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float = 0.8, classify: bool = True,
                  now: _dt.datetime | None = None) -> Path:
-    """Write reports/<run>/index.html (+ plots/, images/, thumbs/) and return its path."""
+    """Write reports/<run>/index.html (+ plots/, images/, thumbs/) and return its path.
+
+    `sample`: images in the gallery; `threshold`: the confidence marked on the acceptance curve;
+    `classify`: classify the gallery's photo crops with the crafting model when evaluate stored
+    no per-crop predictions (loads the model: a few seconds)."""
     if sample < 0:
         raise PhysicalError(f"--sample must be ≥ 0, got {sample}")
     manifest = ws.load_manifest(run)  # no run → PhysicalError, one line
@@ -975,7 +1000,7 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
                  "Adversarial top-1 error when images crafted on one model (rows) are classified by "
                  "another (columns).", plot_transfer(matrix, assets.plot_rel("transfer.png")))
 
-    gallery = galleries(ws, run, manifest, ingest, metrics, names, assets, sample)
+    gallery = galleries(ws, run, manifest, ingest, metrics, names, assets, sample, classify)
     ingest_v = ingest_view(ws, run, ingest, manifest, assets)
     stages = stage_list(ws, run, manifest, ingest, metrics, photos)
 

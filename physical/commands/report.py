@@ -10,8 +10,11 @@ import click
               help="How many images the gallery shows (sampled with the run's seed).")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
               show_default=True, help="Confidence threshold marked on the error-vs-acceptance curve.")
+@click.option("--classify/--no-classify", default=True, show_default=True,
+              help="Classify the gallery's photo crops with the crafting model when evaluate stored no "
+                   "per-crop predictions (loads the model).")
 @click.pass_context
-def report(ctx, run, sample, threshold):
+def report(ctx, run, sample, threshold, classify):
     """Write reports/RUN/index.html: the paper's table for this run, plots, galleries, ingest.
 
     Works on a partial run (e.g. only crafted) and says which stages are missing. The folder
@@ -19,5 +22,5 @@ def report(ctx, run, sample, threshold):
     """
     from physical.report import build_report
 
-    index = build_report(ctx.obj["workspace"], run, sample=sample, threshold=threshold)
+    index = build_report(ctx.obj["workspace"], run, sample=sample, threshold=threshold, classify=classify)
     click.echo(str(index))

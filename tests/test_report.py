@@ -1,0 +1,329 @@
+"""`physical report`: the HTML page is parsed, not eyeballed — every table row, every link and
+image resolves inside the report folder, inputs are escaped, a partial run says what is missing."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import make_fake_run, png_bytes
+from physical.cli import main
+from physical.report import acceptance_curves, build_report, perturbation_image, transfer_matrix
+from physical.workspace import atomic_write_bytes, atomic_write_json, read_json
+
+HOSTILE = "<script>alert(1)</script>"
+HOSTILE_PHOTO = "<img src=x onerror=alert(1)>.jpg"
+VARIANTS = ("clean", "fgsm-eps8", "fgsm-eps16", "bim-eps16")
+RATES = ("clean_top1", "clean_top5", "adv_top1", "adv_top5", "digital_clean_top1", "digital_clean_top5",
+         "digital_adv_top1", "digital_adv_top5", "destruction_top1", "destruction_top5",
+         "clean_accept_rate", "adv_accept_rate", "clean_accepted_error", "adv_accepted_error")
+
+
+def metric_row(model, attack, eps, stage, subset="average", **values):
+    """A metrics.json row as docs/metrics.md defines it; every rate defaults to 0.5 ± 0.1."""
+    row = {"model": model, "crafted_by": "fake", "attack": attack, "eps": eps, "variant": f"{attack}-eps{eps:g}",
+           "stage": stage, "transform": None, "transform_value": None, "subset": subset, "n": 3, "clean_n": 3,
+           "adv_confidence": 0.7, "destruction_n": 2, "destruction_n_top5": 2, "threshold": 0.8,
+           "clean_error_reduction": 0.25, "adv_error_reduction": None}
+    if stage.startswith("transform:"):
+        _, kind, value = stage.split(":")
+        row["transform"], row["transform_value"] = kind, float(value)
+    for name in RATES:
+        v = values.get(name, 0.5)
+        row[name] = v
+        row[f"{name}_ci"] = None if v is None else [max(0.0, v - 0.1), min(1.0, v + 0.1)]
+    return row
+
+
+def full_metrics():
+    rows = []
+    for attack, eps in (("fgsm", 8), ("fgsm", 16), ("bim", 16)):
+        for stage in ("png", "photo", "transform:blur:0.5", "transform:blur:1", "transform:blur:2"):
+            for subset in ("average", "prefiltered"):
+                rows.append(metric_row("fake", attack, eps, stage, subset))
+    # Distinct numbers to find in the page: fgsm ε=16 photo, average.
+    rows[:] = [r for r in rows if not (r["attack"] == "fgsm" and r["eps"] == 16 and r["stage"] == "photo"
+                                       and r["subset"] == "average")]
+    rows.append(metric_row("fake", "fgsm", 16, "photo", "average", clean_top1=0.798, adv_top1=0.364,
+                           digital_clean_top1=0.853, digital_adv_top1=0.363, destruction_top1=0.125,
+                           destruction_top5=None))
+    rows.append(metric_row("other", "fgsm", 16, "png", "average", adv_top1=0.25))
+    transfer = {"crafted_by": "fake", "models": ["fake", "other"], "metric": "adv_error_top1", "entries": [
+        {"stage": "png", "attack": "clean", "eps": 0, "variant": "clean", "n": {"fake": 3, "other": 3},
+         "error": {"fake": 0.2, "other": 0.3}, "error_ci": {"fake": [0.1, 0.4], "other": [0.1, 0.5]}},
+        {"stage": "png", "attack": "fgsm", "eps": 16, "variant": "fgsm-eps16", "n": {"fake": 3, "other": 3},
+         "error": {"fake": 0.9, "other": 0.75}, "error_ci": {"fake": [0.6, 1.0], "other": [0.4, 0.9]}}]}
+    return {"schema": 1, "run": {"name": "t", "model": {"spec": "fake"}, "seed": 0, "versions": {"numpy": "9.9"},
+                                 "threshold": 0.8, "models": [{"spec": "fake"}, {"spec": "other"}]},
+            "photo": {"status": "ok", "message": None, "crops": 12}, "rows": rows, "transfer": transfer}
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    buf = io.BytesIO()
+    arr = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def make_full_run(root):
+    ids = ("img0", HOSTILE, "img2")
+    ws = make_fake_run(root, run="t", ids=ids, variants=VARIANTS, size=48, labels=[1, 2, 3])
+    manifest = read_json(ws.manifest_path("t"))
+    manifest["images"][1]["label"]["name"] = HOSTILE        # a hostile label name
+    manifest["images"][1]["variants"]["clean"]["pred"] = {"top5": [2, 5, 6, 7, 8], "prob5": [0.9, 0.04, 0.03, 0.02, 0.01]}
+    manifest["images"][2]["variants"]["bim-eps16"]["file"] = "../../../outside.png"   # must not be followed
+    atomic_write_bytes(Path(root) / "outside.png", png_bytes(np.zeros((4, 4, 3), np.uint8)))
+    manifest["attacks"] = {"fgsm": {"eps": [8, 16]}, "bim": {"eps": [16], "alpha": 1}}
+    atomic_write_json(ws.manifest_path("t"), manifest)
+    atomic_write_bytes(ws.layout_path("t"), b"{}")
+    atomic_write_bytes(ws.pdf_path("t"), b"%PDF-1.4\n")
+    cap = ws.captures("t")
+    crops = []
+    for image in manifest["images"][:2]:
+        for variant in VARIANTS:
+            rel = f"crops/{image['id']}/{variant}.png"
+            src = ws.printouts("t") / f"images/{image['id']}/{variant}.png"
+            atomic_write_bytes(cap / rel, src.read_bytes())
+            crops.append({"image_id": image["id"], "variant": variant, "file": rel, "photo": "photos/p1.jpg",
+                          "page": 1, "slot": 0, "reprojection_error_px": 0.4, "sharpness": 100.0, "used": True})
+    atomic_write_bytes(cap / "photos/p1.jpg", jpeg_bytes(1))
+    atomic_write_bytes(cap / "photos" / HOSTILE_PHOTO, jpeg_bytes(2))
+    atomic_write_json(cap / "ingest.json", {"schema": 1, "run": "t", "layout_sha256": "0", "photos": [
+        {"file": "photos/p1.jpg", "status": "accepted", "reason": None, "page": 1, "slots_found": 3},
+        {"file": f"photos/{HOSTILE_PHOTO}", "status": "rejected", "reason": f"no markers found {HOSTILE}",
+         "page": None, "slots_found": 0}], "crops": crops})
+    atomic_write_json(ws.reports("t") / "metrics.json", full_metrics())
+    return ws
+
+
+class Page(HTMLParser):
+    """Collects tags, resource links and the text of each table row."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.links, self.rows, self.text = [], [], {}, []
+        self._row = None
+        self._anchor = None
+        self.anchored_images = []   # (href of the enclosing <a>, img src)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        for key in ("src", "href"):
+            if attrs.get(key) is not None:
+                self.links.append((tag, attrs[key]))
+        if tag == "tr" and attrs.get("data-row"):
+            self._row = attrs["data-row"]
+            self.rows.setdefault(self._row, [])
+        if tag == "a":
+            self._anchor = attrs.get("href")
+        if tag == "img" and self._anchor:
+            self.anchored_images.append((self._anchor, attrs.get("src")))
+
+    def handle_endtag(self, tag):
+        if tag == "tr":
+            self._row = None
+        if tag == "a":
+            self._anchor = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._row is not None:
+            self.rows[self._row].append(data.strip())
+
+    def row_text(self, key):
+        return " ".join(t for t in self.rows[key] if t)
+
+
+def parse(index: Path) -> Page:
+    page = Page()
+    page.feed(index.read_text(encoding="utf-8"))
+    return page
+
+
+def assert_self_contained(index: Path, page: Page, root: Path):
+    html = index.read_text(encoding="utf-8")
+    out = index.parent.resolve()
+    assert str(root) not in html and str(root.resolve()) not in html, "absolute path in the page"
+    for tag, link in page.links:
+        parts = urlsplit(link)
+        assert not parts.scheme and not parts.netloc, f"non-relative {tag} link {link!r}"
+        assert not link.startswith("/"), link
+        if not parts.path:          # "#section"
+            continue
+        target = (out / unquote(parts.path)).resolve()
+        assert target.is_relative_to(out), f"{link} leaves the report folder"
+        assert target.is_file(), f"{link} does not exist"
+    assert "http://" not in html and "https://" not in html
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    ws = make_full_run(root)
+    index = build_report(ws, "t", sample=3, classify=False)   # the fake model cannot classify crops
+    return root, ws, index, parse(index)
+
+
+def test_table_rows_numbers_and_nulls(full_report):
+    _, _, _, page = full_report
+    # Table 1 of the crafting model and of the second model, and the thresholded-classifier table.
+    assert {"fgsm-eps8", "fgsm-eps16", "bim-eps16"} <= set(page.rows)
+    row = page.row_text("fgsm-eps16")
+    # photo clean / adv, digital clean / adv, destruction (top-5 null → —), in the paper's order
+    for number in ("79.8", "36.4", "85.3", "36.3", "12.5"):
+        assert number in row, (number, row)
+    assert row.index("79.8") < row.index("36.4") < row.index("85.3") < row.index("36.3") < row.index("12.5")
+    assert "—" in row
+    assert "of 2" in row            # the destruction denominator
+    assert "40–60" in page.row_text("fgsm-eps8")   # an interval: 0.5 ± 0.1
+    text = " ".join(page.text)
+    assert "Evaluated by other" in text                      # several models: one table each
+    assert "fgsm-eps16-digital" in page.rows and "fgsm-eps16-photo" in page.rows   # thresholded rows
+
+
+def test_links_resolve_inside_the_folder(full_report):
+    root, _, index, page = full_report
+    assert_self_contained(index, page, root)
+    srcs = [link for tag, link in page.links if tag == "img"]
+    for name in ("accuracy_vs_eps", "destruction", "acceptance", "transforms", "transfer"):
+        assert f"plots/{name}.png" in srcs, name
+        with Image.open(index.parent / "plots" / f"{name}.png") as im:
+            assert im.size[0] > 400
+    # The gallery's thumbnails link to full-size copies; the outside file was not followed.
+    thumbs = [(a, s) for a, s in page.anchored_images if s.startswith("thumbs/")]
+    assert len(thumbs) >= 3 * 4 + 2 * 4 + 1        # PNGs + photo crops + a rejected photo
+    for href, src in thumbs:
+        assert href.startswith("images/") and href != src
+    assert not any("outside" in link for _, link in page.links)
+    files = {p.name for p in index.parent.rglob("*")}
+    assert "outside.png" not in files
+
+
+def test_hostile_names_are_escaped(full_report):
+    _, _, index, page = full_report
+    html = index.read_text(encoding="utf-8")
+    assert "script" not in page.tags
+    assert HOSTILE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html
+    text = " ".join(page.text)
+    assert HOSTILE in text                       # shown as text: the id, the label, the reason
+    assert HOSTILE_PHOTO in text
+    # The hostile id never becomes a path in the report folder.
+    for p in index.parent.rglob("*"):
+        assert "<" not in p.name and ">" not in p.name
+
+
+def test_gallery_colours_and_perturbation(full_report):
+    root, ws, index, page = full_report
+    html = index.read_text(encoding="utf-8")
+    # img0's clean prediction (make_fake_run: top-1 = label) is right, its adversarial ones wrong.
+    assert 'class="pred right"' in html and 'class="pred wrong"' in html
+    # The perturbation image is (adv − clean) × gain + 128 of the PNGs on disk.
+    manifest = read_json(ws.manifest_path("t"))
+    img = manifest["images"][0]
+    clean = np.asarray(Image.open(ws.printouts("t") / img["variants"]["clean"]["file"]).convert("RGB"))
+    adv = np.asarray(Image.open(ws.printouts("t") / img["variants"]["fgsm-eps16"]["file"]).convert("RGB"))
+    pert = np.asarray(Image.open(index.parent / "images/0000-img0/fgsm-eps16-perturbation.png"))
+    assert np.array_equal(pert, perturbation_image(clean, adv, 8))
+    expected = np.clip(128 + 8 * (adv.astype(int) - clean.astype(int)), 0, 255)
+    assert np.array_equal(pert, expected)
+    assert "× 8" in html
+
+
+def test_ingest_section(full_report):
+    _, _, index, page = full_report
+    text = " ".join(page.text)
+    assert "photos rejected" in text and "no markers found" in text
+    rejected = [(a, s) for a, s in page.anchored_images if s.startswith("thumbs/photos/")]
+    assert len(rejected) == 1
+    with Image.open(index.parent / unquote(rejected[0][1])) as im:
+        assert max(im.size) <= 360
+
+
+def test_transfer_matrix_reads_the_documented_block():
+    m = transfer_matrix(full_metrics())
+    assert m["cols"] == ["fake", "other"]
+    assert m["rows"] == ["clean · digital", "FGSM ε=16 · digital"]
+    assert m["values"] == [[0.2, 0.3], [0.9, 0.75]]
+    assert transfer_matrix({"rows": [], "transfer": None}) is None
+
+
+def test_acceptance_curve_is_exact():
+    conf = [0.95, 0.8, 0.85, 0.3]
+    wrong = [False, True, True, True]
+    manifest = {"variants": ["clean"], "images": [
+        {"id": str(i), "label": {"index": 1},
+         "variants": {"clean": {"pred": {"top5": [2 if w else 1, 3, 4, 5, 6], "prob5": [c, 0, 0, 0, 0]}}}}
+        for i, (c, w) in enumerate(zip(conf, wrong))]}
+    curve = acceptance_curves(manifest)["clean"]
+    t = curve["thresholds"]
+    assert curve["accepted"][t.index(0.0)] == 1.0 and curve["error"][t.index(0.0)] == 0.75
+    i = t.index(0.8)        # strictly greater than t is accepted: 0.8 itself is not
+    assert curve["accepted"][i] == 0.5 and curve["error"][i] == 0.5
+    assert curve["error"][t.index(0.99)] is None
+
+
+def test_partial_run_names_missing_stages(tmp_path):
+    ws = make_fake_run(tmp_path)
+    index = build_report(ws, "t")
+    page = parse(index)
+    assert_self_contained(index, page, tmp_path)
+    text = " ".join(page.text)
+    assert "This run is incomplete" in text
+    for hint in ("physical layout --run t", "physical ingest --run t", "physical evaluate --run t",
+                 "physical transforms --run t"):
+        assert hint in text, hint
+    assert "No metrics yet" in text
+    assert not [r for r in page.rows if r.startswith("fgsm")]
+    assert (index.parent / "plots/acceptance.png").exists()       # from the manifest alone
+    assert not (index.parent / "plots/destruction.png").exists()
+
+
+def test_rerun_removes_stale_files(tmp_path):
+    ws = make_fake_run(tmp_path, ids=("a", "b", "c"))
+    build_report(ws, "t", sample=3)
+    assert (ws.reports("t") / "images/0002-c/clean.png").exists()
+    build_report(ws, "t", sample=1)
+    kept = {p.parent.name for p in (ws.reports("t") / "images").rglob("*.png")}
+    assert len(kept) == 1
+
+
+def test_cli_prints_the_path(tmp_path):
+    make_fake_run(tmp_path)
+    result = CliRunner().invoke(main, ["--workspace", str(tmp_path), "report", "--run", "t"])
+    assert result.exit_code == 0, result.output
+    path = Path(result.output.strip())
+    assert path == tmp_path / "reports" / "t" / "index.html" and path.is_file()
+
+
+def test_cli_no_run_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["--workspace", str(tmp_path), "report", "--run", "nope"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "nope" in lines[0] and "Traceback" not in result.output
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_screenshot_is_not_blank(full_report, tmp_path):
+    _, _, index, _ = full_report
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+                    index.resolve().as_uri()], check=True, capture_output=True, timeout=90)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.shape == (2000, 1280)
+    assert pixels.std() > 20            # text, tables and plots, not a blank page
+    # The dark header band and the light body are both there.
+    assert pixels[:100].mean() < 100 and pixels[-300:].mean() > 150
