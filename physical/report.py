@@ -260,6 +260,24 @@ def _cell(row: dict | None, pair: str) -> dict:
     return {"top1": _num(row.get(f1)), "top5": _num(row.get(f5)), "ci1": _ci(row, f1), "ci5": _ci(row, f5)}
 
 
+def headline(tables: list[dict]) -> list[dict]:
+    """Big numbers for the top of the page: per attack, at its largest ε, the adversarial top-1
+    accuracy digitally and photographed, and the photo's destruction rate (crafting model)."""
+    if not tables:
+        return []
+    best: dict[str, dict] = {}
+    for r in tables[0]["rows"]:
+        eps = _num(r["eps"])
+        if r["attack"] not in best or (eps or 0) > (_num(best[r["attack"]]["eps"]) or 0):
+            best[r["attack"]] = r
+    cards = []
+    for attack, r in best.items():
+        cards.append({"attack": attack, "label": attack_label(attack), "eps": r["eps"],
+                      "clean": r["png_clean"]["top1"], "digital": r["png_adv"]["top1"],
+                      "photo": r["photo_adv"]["top1"], "destruction": r["d_avg"]["top1"]})
+    return cards
+
+
 def _digital_cell(photo: dict | None, png: dict | None, pair: str) -> dict:
     """The digital (PNG) accuracy: over the photo row's images when there is one (its
     `digital_*` fields, so a row of the table is about one set of images, as in the paper),
@@ -603,7 +621,7 @@ def plot_transforms(rows: list[dict], model: str, path: Path) -> bool:
             band = [(x, 100 * c[0], 100 * c[1]) for x, c in zip(xs, cis) if c]
             if len(band) > 1:
                 bx, lo, hi = zip(*band)
-                ax.fill_between(bx, lo, hi, color=colour, alpha=0.12, linewidth=0)
+                ax.fill_between(bx, lo, hi, color=colour, alpha=0.07, linewidth=0)
             handles.setdefault(label, line)
         ax.set_title(kind)
         ax.set_xlabel(units.get(kind, "strength"))
@@ -1039,7 +1057,10 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
         "metrics_run": (metrics or {}).get("run") or {},
         "stages": stages, "missing": [s for s in stages if not s["done"]],
         "problems": problems,
-        "tables": tables, "thresholds": thresholds,
+        "tables": tables, "thresholds": thresholds, "headline": headline(tables),
+        "eps_all": ", ".join(f"{e:g}" for e in sorted({_num(e) for a in (manifest.get("attacks") or {}).values()
+                                                         if isinstance(a, dict) for e in (a.get("eps") or [])
+                                                         if _num(e) is not None})),
         "threshold_used": next((f"{r['threshold']:g}" for r in thresholds if r["threshold"] is not None), f"{threshold:g}"),
         "photo_message": ((metrics or {}).get("photo") or {}).get("message"),
         "acceptance": acceptance or [], "threshold": threshold,
