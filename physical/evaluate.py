@@ -52,6 +52,7 @@ class RunData:
     files: dict[tuple[int, str], Path]          # (image index, variant) → PNG path
     manifest_preds: dict[str, Preds]            # variant → crafting model's PNG predictions
     present: dict[str, np.ndarray]              # variant → image has it
+    preds_complete: bool = True                 # every PNG has its crafting-model `pred` in the manifest
 
     @property
     def crafted_by(self) -> str:
@@ -68,6 +69,7 @@ def load_run(ws: Workspace, run: str) -> RunData:
     if "clean" not in names:
         names.insert(0, "clean")
     variants, files, preds, present = [], {}, {}, {}
+    complete = True
     for name in names:
         top5 = np.full((len(images), 5), -1, dtype=np.int64)
         prob5 = np.zeros((len(images), 5))
@@ -84,6 +86,8 @@ def load_run(ws: Workspace, run: str) -> RunData:
                 k = min(5, len(pred["top5"]))
                 top5[i, :k] = pred["top5"][:k]
                 prob5[i, :k] = pred["prob5"][:k]
+            else:
+                complete = False
             if name != "clean" and info is None:
                 info = {"name": name, "attack": rec.get("attack", name.split("-eps")[0]),
                         "eps": _num(rec.get("eps", name.split("-eps")[-1]))}
@@ -92,7 +96,7 @@ def load_run(ws: Workspace, run: str) -> RunData:
             variants.append(info)
     return RunData(name=run, manifest=manifest, manifest_sha256=sha256_file(ws.manifest_path(run)), root=root,
                    ids=[str(img["id"]) for img in images], labels=[img.get("label") or {} for img in images],
-                   variants=variants, files=files, manifest_preds=preds, present=present)
+                   variants=variants, files=files, manifest_preds=preds, present=present, preds_complete=complete)
 
 
 def _num(x):
@@ -208,9 +212,13 @@ def prepare_models(data: RunData, specs: Sequence[str] | None, device: str, labe
     for spec in specs:
         em = EvalModel(spec=spec, crafting=(spec == mm.get("spec")), device=device,
                        arch=mm.get("arch") if spec == mm.get("spec") else None)
-        if need_model or not em.crafting:
+        if em.crafting and not data.preds_complete:
+            log.warning("the manifest of run %s lacks predictions for some PNGs: they are recomputed", data.name)
+        if need_model or not em.crafting or not data.preds_complete:
             model = em.get()
-            if mm.get("weights_sha256") and model.weights_sha256 == mm.get("weights_sha256"):
+            if not data.preds_complete:
+                em.crafting = False
+            elif mm.get("weights_sha256") and model.weights_sha256 == mm.get("weights_sha256"):
                 em.crafting = True
             elif em.crafting:
                 log.warning("model %s now has other weights than the ones that crafted run %s: "
@@ -392,7 +400,12 @@ def transfer_matrix(data: RunData, models: list[EvalModel], rows: list[dict],
                 ci = r["adv_top1_ci"]
                 e["error_ci"][spec] = None if ci is None else [round(1 - ci[1], 6), round(1 - ci[0], 6)]
             entries.append(e)
-    return {"crafted_by": data.crafted_by, "models": specs, "metric": "adv_error_top1", "entries": entries}
+    attacks = {v["attack"] for v in data.variants}
+    missing = [a for a in ("noise", "gauss") if a not in attacks]
+    note = None if not missing else (f"run {data.name!r} has no {' / '.join(missing)} baseline: craft them too "
+                                     "for the noise rows of the table")
+    return {"crafted_by": data.crafted_by, "models": specs, "metric": "adv_error_top1", "entries": entries,
+            "note": note}
 
 
 # ----------------------------------------------------------------------------- evaluate
