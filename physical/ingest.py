@@ -58,6 +58,7 @@ EXTRA_POINT_TOL_PX = 0.75          # page points joining an image's fit must agr
 MAX_REPROJECTION_RATIO = 0.08      # RMS reprojection error / marker side above which a fit is refused
 MIN_K, MAX_K = 2, 8                # warp the crop at k × the PNG's pixels
 EDGE_SAMPLES = 16                  # points per image edge checked against the frame
+HULL_TOL = 0.75                    # image corners may lie this fraction of its side outside the points used
 
 # EXIF orientation → (rotation k for np.rot90 of the stored pixels, then mirror left-right?)
 # such that displayed = fliplr?(rot90(stored, k)); matches PIL.ImageOps.exif_transpose.
@@ -353,7 +354,7 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
             fit = fit_slot(match, ident.page_points_mm.get(match.page), ident.page_points_px.get(match.page), rect)
             if fit is None:
                 why = "markers do not give a homography"
-            elif not _inside_hull(fit.points_mm, _rect_corners(rect)):
+            elif not _inside_hull(fit.points_mm, _rect_corners(rect), HULL_TOL * max(rect[2] - rect[0], rect[3] - rect[1])):
                 why = f"too few markers around the image ({match.markers_found} of {match.markers_expected} found)"
             elif fit.rms_px > max(1.0, MAX_REPROJECTION_RATIO * sides):
                 why = f"markers do not fit a flat sheet (reprojection error {fit.rms_px:.1f} px)"

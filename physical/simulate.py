@@ -21,7 +21,7 @@ phone camera
 
 The page is warped into the photo with one resampling: a remap whose map combines the lens
 distortion and the camera homography (computed on a coarse grid and interpolated, which is
-exact to ~0.01 px because both are smooth). The page is rendered at just the resolution the
+exact to ~0.02 px on the page because both are smooth). The page is rendered at just the resolution the
 sharpest part of any photo of it needs, so nothing larger than the page render and the photo
 is ever held.
 
@@ -241,7 +241,7 @@ def page_to_photo(points_mm, truth: dict) -> np.ndarray:
 
 
 def _warp_maps(H: np.ndarray, dist: dict, frame: tuple[int, int], px_per_mm: tuple[float, float],
-               step: int = 8) -> tuple[np.ndarray, np.ndarray]:
+               step: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """remap maps: photo pixel index → page-render pixel index. Computed exactly on a grid every
     `step` pixels (with one grid cell of margin) and interpolated bilinearly (cv2.resize's
     half-pixel alignment; the margin keeps every photo pixel between real grid samples)."""
