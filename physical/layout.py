@@ -235,12 +235,12 @@ def plan(items: list[Item], run: str, paper: str, dpi: int, image_mm: float) -> 
                         / markers.CELLS / 25.4 * dpi))
     m = markers.CELLS * cell                       # marker side, dots
     gap = markers.QUIET_CELLS * cell               # image ↔ marker, dots
-    min_w = min(it.width for it in items) * k
-    if min_w < 2 * m + gap:
-        need = _mm((2 * m + gap) // min(it.width for it in items) + 1, dpi) * min(it.width for it in items)
+    min_px = min(it.width for it in items)
+    if min_px * k < 2 * m + gap:
+        k_min = -(-(2 * m + gap) // min_px)
         raise PhysicalError(
-            f"images of {img_side_mm:.1f} mm are too small for their markers ({_mm(m, dpi):.1f} mm each): "
-            f"use --image-mm {math.ceil(need)} or more")
+            f"images of {img_side_mm:.1f} mm are too small for their markers ({_mm(m, dpi):.1f} mm each, two per "
+            f"image edge): use --image-mm {math.ceil(side_px * k_min * 25.4 / dpi)} or more")
 
     # everything below in printer dots, page origin top-left
     W, H = _dots(page_w, dpi), _dots(page_h, dpi)
