@@ -190,8 +190,9 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
             for entry in _craft_batch(model, device, batch, options, table, folder, entries):
                 entries[entry["id"]] = entry
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
-        manifest["summary"] = summarize(manifest)
-        atomic_write_json(manifest_path, manifest)
+        if manifest["images"]:  # never leave a manifest of nothing behind
+            manifest["summary"] = summarize(manifest)
+            atomic_write_json(manifest_path, manifest)
         bar.update(len(batch))
     bar.close()
 
