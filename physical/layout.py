@@ -37,6 +37,7 @@ ArUco order (top-left, top-right, bottom-right, bottom-left as printed)::
                  "cells": 8, "cell_mm": 0.9313, "size_mm": 7.4507,
                  "gap_mm": 1.8627,        # white space between a marker and its image
                  "quiet_cells": 2},
+     "caption": "between the lower markers",   # or "below the lower markers" (small images)
      "run_tag": {"tag": 72, "offset": 44400},   # physical.markers.run_key(run)
      "n_slots": 40, "slots_per_page": 16,
      "pages": [
@@ -428,8 +429,15 @@ def render_pdf(layout: dict, items: dict[tuple[str, str], Item], created: str | 
                 max_w = (x1 - x0) * MM
                 y_text = bl[3][1] + mk["gap_mm"]
             for line, text in enumerate((slot["image_id"], slot["variant"])):
-                while c.stringWidth(text, "Helvetica", CAPTION_PT) > max_w and len(text) > 2:
-                    text = text[:-2] + "\u2026"
+                size = CAPTION_PT        # shrink a long id down to 4.5 pt, then cut it short
+                while c.stringWidth(text, "Helvetica", size) > max_w and size > 4.5:
+                    size -= 0.25
+                full, cut = text, 0          # then drop characters from the middle: ids differ at the end
+                while c.stringWidth(text, "Helvetica", size) > max_w and cut < len(full) - 2:
+                    cut += 1
+                    keep = len(full) - cut
+                    text = full[:(keep + 1) // 2] + "\u2026" + full[len(full) - keep // 2:]
+                c.setFont("Helvetica", size)
                 c.drawCentredString(X((x0 + x1) / 2), Y(y_text + (line + 0.8) * CAPTION_MM), text)
         # footer: scale bar
         yb = page_h - margin - 4.0
