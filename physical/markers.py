@@ -229,7 +229,8 @@ def detector_parameters() -> cv2.aruco.DetectorParameters:
     p.errorCorrectionRate = 0.6
     p.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
     p.cornerRefinementWinSize = 8
-    p.relativeCornerRefinmentWinSize = 0.6   # half-window ≤ 0.6 cell (OpenCV's 0.3 is ~1 px on small markers)
+    if hasattr(p, "relativeCornerRefinmentWinSize"):   # OpenCV ≥ 4.9 (sic: "Refinment")
+        p.relativeCornerRefinmentWinSize = 0.6   # half-window ≤ 0.6 cell (the default 0.3 is ~1 px on small markers)
     p.cornerRefinementMaxIterations = 60
     p.cornerRefinementMinAccuracy = 0.01
     return p
