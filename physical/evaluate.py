@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -270,9 +272,10 @@ def read_png(path: Path) -> np.ndarray:
 
 
 def predict_items(model, items: Sequence, load: Callable[[object], np.ndarray], batch_size: int = 32,
-                  desc: str = "evaluating", progress: bool = True) -> Preds:
-    """Top-5 predictions of `model` on `load(item)` for every item, batched under inference mode;
-    the next batch is loaded in a background thread while the model runs."""
+                  desc: str = "evaluating", progress: bool = True, workers: int | None = None) -> Preds:
+    """Top-5 predictions of `model` on `load(item)` for every item, batched under inference mode.
+    While the model runs on one batch, the next one is decoded by `workers` threads (PNG decoding
+    releases the GIL); `load` must be thread-safe."""
     from tqdm import tqdm
 
     from physical.models import predict
@@ -281,18 +284,19 @@ def predict_items(model, items: Sequence, load: Callable[[object], np.ndarray], 
     prob5 = np.zeros((len(items), 5))
     if not items:
         return Preds(top5, prob5)
-
-    def load_batch(start):
-        return [load(it) for it in items[start:start + batch_size]]
-
+    if workers is None:
+        workers = max(1, min(8, (os.cpu_count() or 2) // 2))
     starts = list(range(0, len(items), batch_size))
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=None if progress else True, leave=False)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(load_batch, starts[0])
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        def submit(start):
+            return [pool.submit(load, it) for it in items[start:start + batch_size]]
+
+        futures = submit(starts[0])
         for j, start in enumerate(starts):
-            arrays = future.result()
+            arrays = [f.result() for f in futures]
             if j + 1 < len(starts):
-                future = pool.submit(load_batch, starts[j + 1])
+                futures = submit(starts[j + 1])
             for group in _by_shape(arrays):
                 t, p = predict(model, np.stack([arrays[g] for g in group]), batch_size=len(group))
                 rows = [start + g for g in group]
@@ -475,25 +479,24 @@ def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = N
     ems = prepare_models(data, models, device, labels, need_model=True)
     keys = sorted(data.files)
     items = [(key, kind, value) for key in keys for kind in kinds for value in grid[kind]]
-    cache: dict = {}
+    @lru_cache(maxsize=128)             # items come grouped by PNG: each is decoded once (thread-safe)
+    def decoded(key):
+        return read_png(data.files[key])
+
+    @lru_cache(maxsize=128)
+    def field(key):
+        return T.noise_field(decoded(key).shape, seed, data.ids[key[0]])
 
     def load(item):
-        (i, name), kind, value = item
-        if cache.get("key") != (i, name):       # items come grouped by PNG: decode each once
-            img = read_png(data.files[(i, name)])
-            cache.update(key=(i, name), img=img, field=None)
-        img = cache["img"]
+        key, kind, value = item
         if kind == "noise":
-            if cache["field"] is None:
-                cache["field"] = T.noise_field(img.shape, seed, data.ids[i])
-            return T.noise(img, value, field=cache["field"])
-        return T.apply(kind, img, value)
+            return T.noise(decoded(key), value, field=field(key))
+        return T.apply(kind, decoded(key), value)
 
     rows = []
     for em in ems:
         digital = png_predictions(em, data, batch_size, progress)
         preds = predict_items(em.get(), items, load, batch_size, desc=f"{em.spec}: transforms", progress=progress)
-        cache.clear()
         for kind in kinds:
             for value in grid[kind]:
                 sel = [j for j, it in enumerate(items) if it[1] == kind and it[2] == value]
