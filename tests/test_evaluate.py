@@ -245,6 +245,7 @@ def test_transforms_merge_and_rerun_replace(tmp_path, models):
     n_eval = len(metrics(ws)["rows"])
     res = invoke(ws, "transforms", "--run", "t", "--kinds", "blur,jpeg,noise", "--model", "tiny1000")
     assert res.exit_code == 0, res.output
+    assert "destruction rate top-1" in res.output and "jpeg:10" in res.output and "blur:2" in res.output
     doc = metrics(ws)
     stages = [r["stage"] for r in doc["rows"]]
     assert stages.count("png") == 2                          # evaluate's rows kept

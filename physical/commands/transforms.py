@@ -53,13 +53,28 @@ def transforms(ctx, run, kinds, seed, models, threshold, labels, batch_size, dev
 
 
 def transforms_table(doc: dict, kinds) -> str:
-    """Destruction rate (top-1, average subset) per variant × transform value."""
-    rows = [r for r in doc["rows"] if r.get("transform") in kinds and r["subset"] == "average"]
-    lines = [f"{'model':<18} {'variant':<12} {'transform':<22} {'n':>4} {'adv@1':>6} {'d@1':>6} {'d@5':>6} {'d_n':>4}"]
-    for r in rows:
-        def pct(x):
-            return "-" if x is None else f"{100 * x:.1f}"
-        lines.append(f"{r['model'][:18]:<18} {r['variant'][:12]:<12} {r['stage'][10:][:22]:<22} {r['n']:>4} "
-                     f"{pct(r['adv_top1']):>6} {pct(r['destruction_top1']):>6} {pct(r['destruction_top5']):>6} "
-                     f"{r['destruction_n']:>4}")
+    """Top-1 destruction rate (%, average subset) per model × variant at each kind's strongest
+    setting of the grid (the value farthest from the identity); every value is in metrics.json."""
+    from physical.transforms import IDENTITY
+
+    grid = (doc.get("transforms") or {}).get("grid", {})
+    strongest = {}
+    for kind in kinds:
+        values = grid.get(kind) or []
+        if values:
+            ident = IDENTITY[kind] if IDENTITY[kind] is not None else 101
+            strongest[kind] = max(values, key=lambda v: (abs(v - ident), v))
+    cells = {(r["model"], r["variant"], r["transform"]): r for r in doc["rows"]
+             if r["subset"] == "average" and r.get("transform") in strongest
+             and r.get("transform_value") == strongest[r["transform"]]}
+    pairs = list(dict.fromkeys((m, v) for m, v, _ in cells))
+    heads = [f"{k}:{strongest[k]:g}" for k in strongest]
+    lines = ["destruction rate top-1 (%) at the strongest setting (all settings: metrics.json)",
+             f"{'model':<18} {'variant':<12} " + " ".join(f"{h:>15}" for h in heads)]
+    for model, variant in pairs:
+        row = []
+        for kind in strongest:
+            d = cells.get((model, variant, kind), {}).get("destruction_top1")
+            row.append(f"{'-' if d is None else f'{100 * d:.1f}':>15}")
+        lines.append(f"{model[:18]:<18} {variant[:12]:<12} " + " ".join(row))
     return "\n".join(lines)
