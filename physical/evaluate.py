@@ -186,6 +186,7 @@ class EvalModel:
     valid: np.ndarray | None = None             # per image: label maps into this model
     png_source: str = "computed"
     labels_file: str | None = None
+    manifest_model: dict = field(default_factory=dict)   # the crafting model's manifest block
 
     def get(self):
         if self.model is None:
@@ -199,7 +200,9 @@ class EvalModel:
             m = self.model
             out = {"spec": m.spec, "arch": m.arch, "weights_sha256": m.weights_sha256, "num_classes": m.num_classes}
         else:
-            out = {"spec": self.spec, "arch": self.arch, "weights_sha256": None, "num_classes": 1000}
+            mm = self.manifest_model if self.crafting else {}
+            out = {"spec": self.spec, "arch": mm.get("arch", self.arch), "weights_sha256": mm.get("weights_sha256"),
+                   "num_classes": mm.get("num_classes", 1000)}
         out.update({"png_predictions": self.png_source, "labels": self.labels_file})
         return out
 
@@ -213,7 +216,7 @@ def prepare_models(data: RunData, specs: Sequence[str] | None, device: str, labe
     out = []
     for spec in specs:
         em = EvalModel(spec=spec, crafting=(spec == mm.get("spec")), device=device,
-                       arch=mm.get("arch") if spec == mm.get("spec") else None)
+                       arch=mm.get("arch") if spec == mm.get("spec") else None, manifest_model=mm)
         if em.crafting and not data.preds_complete:
             log.warning("the manifest of run %s lacks predictions for some PNGs: they are recomputed", data.name)
         if need_model or not em.crafting or not data.preds_complete:
