@@ -273,8 +273,9 @@ def headline(tables: list[dict]) -> list[dict]:
     cards = []
     for attack, r in best.items():
         cards.append({"attack": attack, "label": attack_label(attack), "eps": r["eps"],
-                      "clean": r["png_clean"]["top1"], "digital": r["png_adv"]["top1"],
-                      "photo": r["photo_adv"]["top1"], "destruction": r["d_avg"]["top1"]})
+                      "clean": r["all_clean"]["top1"], "digital": r["all_adv"]["top1"], "n": r["n_png"],
+                      "photo": r["photo_adv"]["top1"], "n_photo": r["n_photo"],
+                      "destruction": r["d_avg"]["top1"], "destruction_n": r["d_avg_n"]})
     return cards
 
 
@@ -325,6 +326,7 @@ def paper_tables(metrics: dict | None, manifest: dict) -> list[dict]:
                 "photo_adv": _cell(photo, "adv"),
                 "png_clean": _digital_cell(photo, png, "clean"),
                 "png_adv": _digital_cell(photo, png, "adv"),
+                "all_clean": _cell(png, "clean"), "all_adv": _cell(png, "adv"),
                 "d_avg": _cell(photo, "destruction"),
                 "d_avg_n": (photo or {}).get("destruction_n"),
                 "d_pre": _cell(photo_pre, "destruction"),
@@ -338,23 +340,33 @@ def paper_tables(metrics: dict | None, manifest: dict) -> list[dict]:
 
 
 def threshold_table(metrics: dict | None) -> list[dict]:
-    """The thresholded-classifier reading from evaluate's rows (average subset, png and photo)."""
-    out = []
+    """The thresholded-classifier reading from evaluate's rows, one table per model × stage
+    (average subset). The clean columns become one "clean" row when every row agrees on them
+    (digital PNGs: always the same images)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in metric_rows(metrics):
         if r.get("subset", "average") != "average" or r.get("stage") not in ("png", "photo"):
             continue
-        names = ("clean_accept_rate", "clean_accepted_error", "clean_error_reduction",
-                 "adv_accept_rate", "adv_accepted_error", "adv_error_reduction")
-        fields = {k: _num(r.get(k)) for k in names}
-        if all(v is None for v in fields.values()):
+        if r.get("adv_accept_rate") is None and r.get("clean_accept_rate") is None:
             continue
-        out.append({"model": str(r.get("model")), "attack": str(r.get("attack")),
-                    "attack_label": attack_label(str(r.get("attack"))), "eps": _fmt_eps(r.get("eps")),
-                    "stage": "digital" if r.get("stage") == "png" else "photo",
-                    "threshold": _num(r.get("threshold")),
-                    "clean_error": None if _num(r.get("clean_top1")) is None else 1 - _num(r.get("clean_top1")),
-                    "adv_error": None if _num(r.get("adv_top1")) is None else 1 - _num(r.get("adv_top1")),
-                    **fields})
+        err = lambda v: None if _num(v) is None else 1 - _num(v)  # noqa: E731
+        view = {"attack": str(r.get("attack")), "attack_label": attack_label(str(r.get("attack"))),
+                "eps": _fmt_eps(r.get("eps")), "n": r.get("n"), "threshold": _num(r.get("threshold")),
+                "clean": {"n": r.get("clean_n", r.get("n")), "error": err(r.get("clean_top1")),
+                          "accepted": _num(r.get("clean_accept_rate")),
+                          "accepted_error": _num(r.get("clean_accepted_error")),
+                          "reduction": _num(r.get("clean_error_reduction"))},
+                "adv": {"n": r.get("n"), "error": err(r.get("adv_top1")),
+                        "accepted": _num(r.get("adv_accept_rate")),
+                        "accepted_error": _num(r.get("adv_accepted_error")),
+                        "reduction": _num(r.get("adv_error_reduction"))}}
+        groups.setdefault((str(r.get("model")), str(r.get("stage"))), []).append(view)
+    out = []
+    for (model, stage), views in groups.items():
+        shared = all(v["clean"] == views[0]["clean"] for v in views)
+        out.append({"model": model, "stage": stage, "stage_label": "digital (PNG)" if stage == "png" else "photographed",
+                    "clean": views[0]["clean"] if shared else None, "rows": views})
+    out.sort(key=lambda t: (t["model"], t["stage"] != "png"))
     return out
 
 
@@ -389,88 +401,100 @@ def _yerr(values, cis):
 
 
 def plot_accuracy_vs_eps(rows: list[dict], model: str, path: Path) -> bool:
+    """Adversarial accuracy vs ε per attack: columns digital (PNG) / photographed, rows top-1 /
+    top-5; shaded: 95 % intervals; grey: clean accuracy of the same images."""
     rows = [r for r in rows if str(r.get("model")) == model and r.get("subset", "average") == "average"
             and r.get("stage") in ("png", "photo") and _num(r.get("eps")) is not None]
     if not rows:
         return False
+    stages = [s for s in ("png", "photo") if any(r.get("stage") == s for r in rows)]
     attacks = sorted({str(r.get("attack")) for r in rows}, key=_attack_key)
-    fig = _figure(10, 4.2)
-    axes = fig.subplots(1, 2, sharey=True)
     all_eps = sorted({_num(r.get("eps")) for r in rows})
-    for ax, k in zip(axes, ("top1", "top5")):
-        for stage, ls, marker in (("png", "-", "o"), ("photo", "--", "s")):
-            srows = [r for r in rows if r.get("stage") == stage]
-            if not srows:
-                continue
+    fig = _figure(4.3 * len(stages) + 1.9, 6.2)
+    axes = fig.subplots(2, len(stages), sharex=True, sharey=True, squeeze=False)
+    handles = {}
+    for col, stage in enumerate(stages):
+        srows = [r for r in rows if r.get("stage") == stage]
+        for row_i, k in enumerate(("top1", "top5")):
+            ax = axes[row_i][col]
             clean = [_num(r.get(f"clean_{k}")) for r in srows if _num(r.get(f"clean_{k}")) is not None]
             if clean:
-                ax.axhline(100 * float(np.mean(clean)), color="#555555", linestyle=ls, linewidth=1,
-                           label=f"clean ({'digital' if stage == 'png' else 'photo'})")
+                h = ax.axhline(100 * float(np.mean(clean)), color="#777777", linestyle=":", linewidth=1.5)
+                handles.setdefault("clean", h)
             for attack in attacks:
                 ar = sorted((r for r in srows if str(r.get("attack")) == attack), key=lambda r: _num(r.get("eps")))
                 pts = [(_num(r.get("eps")), _num(r.get(f"adv_{k}")), _ci(r, f"adv_{k}")) for r in ar]
                 pts = [p for p in pts if p[1] is not None]
                 if not pts:
                     continue
-                xs, ys, cis = zip(*pts)
-                ax.errorbar(xs, [100 * y for y in ys], yerr=_yerr(ys, cis), color=attack_colour(attack, attacks),
-                            linestyle=ls, marker=marker, markersize=5, capsize=3, linewidth=1.8,
-                            label=f"{attack_label(attack)}, {'digital' if stage == 'png' else 'photo'}")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(all_eps)
-        ax.set_xticklabels([f"{e:g}" for e in all_eps])
-        ax.set_xlabel("ε (intensity levels of 255)")
-        ax.set_ylim(-2, 102)
-        ax.set_title(f"adversarial top-{k[-1]} accuracy")
-        _style_axes(ax)
-    axes[0].set_ylabel("accuracy (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+                colour = attack_colour(attack, attacks)
+                xs = [p[0] for p in pts]
+                (line,) = ax.plot(xs, [100 * p[1] for p in pts], color=colour, marker="o", markersize=5,
+                                  linewidth=2, linestyle="--" if attack in ("noise", "gauss") else "-")
+                band = [(p[0], 100 * p[2][0], 100 * p[2][1]) for p in pts if p[2]]
+                if len(band) > 1:
+                    bx, lo, hi = zip(*band)
+                    ax.fill_between(bx, lo, hi, color=colour, alpha=0.08, linewidth=0)
+                handles.setdefault(attack_label(attack), line)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(all_eps)
+            ax.set_xticklabels([f"{e:g}" for e in all_eps])
+            ax.minorticks_off()
+            ax.set_ylim(-3, 103)
+            ax.set_title(f"{'digital (PNG)' if stage == 'png' else 'photographed'} · top-{k[-1]}", fontsize=10)
+            _style_axes(ax)
+            if col == 0:
+                ax.set_ylabel(f"top-{k[-1]} accuracy (%)")
+            if row_i == 1:
+                ax.set_xlabel("ε (levels of 255)")
+    fig.legend(list(handles.values()), list(handles.keys()), loc="outside right center", fontsize=9, frameon=False)
     _save(fig, path)
     return True
 
 
 def plot_destruction(rows: list[dict], model: str, path: Path) -> bool:
-    rows = [r for r in rows if str(r.get("model")) == model and r.get("stage") == "photo"]
+    """Photo destruction rate per attack (bars) and ε (groups) with 95 % intervals; columns:
+    average / prefiltered, rows: top-1 / top-5. 'n/a' marks an empty denominator (null rate)."""
+    rows = [r for r in rows if str(r.get("model")) == model and r.get("stage") == "photo"
+            and r.get("attack") not in (None, "clean")]
     if not rows:
         return False
-    keys = sorted({(str(r.get("attack")), _num(r.get("eps"))) for r in rows if r.get("attack") != "clean"},
-                  key=lambda k: (_attack_key(k[0]), k[1] if k[1] is not None else -1))
-    if not keys:
-        return False
     idx = _index_rows(rows)
-    attacks = sorted({k[0] for k in keys}, key=_attack_key)
-    fig = _figure(10, 4.2)
-    axes = fig.subplots(1, 2, sharey=True)
-    x = np.arange(len(keys))
-    width = 0.38
-    for ax, subset in zip(axes, ("average", "prefiltered")):
-        for j, (k, hatch) in enumerate((("top1", None), ("top5", "//"))):
-            vals, cis, cols = [], [], []
-            for attack, eps in keys:
-                r = idx.get((model, attack, eps, "photo", subset)) or {}
-                vals.append(_num(r.get(f"destruction_{k}")))
-                cis.append(_ci(r, f"destruction_{k}"))
-                cols.append(attack_colour(attack, attacks))
-            heights = [100 * v if v is not None else 0 for v in vals]
-            ax.bar(x + (j - 0.5) * width, heights, width, yerr=_yerr(vals, cis), capsize=3,
-                   color=cols, alpha=1.0 if k == "top1" else 0.45, hatch=hatch, edgecolor="white",
-                   error_kw={"elinewidth": 1, "ecolor": "#333333"})
-            for xi, v in zip(x, vals):
-                if v is None:
-                    ax.text(xi + (j - 0.5) * width, 1.5, "n/a", ha="center", va="bottom", fontsize=7,
-                            color="#777777", rotation=90)
-        ax.set_xticks(x)
-        ax.set_xticklabels([f"{a.upper()}\nε={e:g}" if e is not None else a for a, e in keys], fontsize=8)
-        ax.set_ylim(0, 105)
-        ax.set_title(f"photo destruction rate, {subset}")
-        _style_axes(ax)
-    axes[0].set_ylabel("destruction rate (%)")
+    attacks = sorted({str(r.get("attack")) for r in rows}, key=_attack_key)
+    all_eps = sorted({_num(r.get("eps")) for r in rows if _num(r.get("eps")) is not None})
+    if not all_eps:
+        return False
+    fig = _figure(10.5, 6.0)
+    axes = fig.subplots(2, 2, sharex=True, sharey=True)
+    x = np.arange(len(all_eps))
+    width = 0.8 / len(attacks)
     from matplotlib.patches import Patch
 
-    fig.legend([Patch(color="#555555"), Patch(facecolor="#555555", alpha=0.45, hatch="//", edgecolor="white")],
-               ["top-1", "top-5"], loc="outside right center", fontsize=8, frameon=False)
+    for row_i, k in enumerate(("top1", "top5")):
+        for col, subset in enumerate(("average", "prefiltered")):
+            ax = axes[row_i][col]
+            for a_i, attack in enumerate(attacks):
+                offset = (a_i - (len(attacks) - 1) / 2) * width
+                vals, cis = [], []
+                for eps in all_eps:
+                    r = idx.get((model, attack, eps, "photo", subset)) or {}
+                    vals.append(_num(r.get(f"destruction_{k}")))
+                    cis.append(_ci(r, f"destruction_{k}"))
+                ax.bar(x + offset, [100 * v if v is not None else 0 for v in vals], width * 0.92,
+                       yerr=_yerr(vals, cis), capsize=2, color=attack_colour(attack, attacks),
+                       error_kw={"elinewidth": 0.8, "ecolor": "#444444", "alpha": 0.7})
+                for xi, v in zip(x, vals):
+                    if v is None:
+                        ax.text(xi + offset, 1, "n/a", ha="center", va="bottom", fontsize=6.5, color="#888888",
+                                rotation=90)
+            ax.set_xticks(x, [f"ε={e:g}" for e in all_eps])
+            ax.set_ylim(0, 105)
+            ax.set_title(f"{subset} · top-{k[-1]}", fontsize=10)
+            _style_axes(ax)
+            if col == 0:
+                ax.set_ylabel("destruction rate (%)")
+    fig.legend([Patch(color=attack_colour(a, attacks)) for a in attacks], [attack_label(a) for a in attacks],
+               loc="outside right center", fontsize=9, frameon=False)
     _save(fig, path)
     return True
 
@@ -517,9 +541,9 @@ def plot_acceptance(manifest: dict, path: Path, threshold: float = 0.8) -> list[
         attack, eps = _variant_parts(v, recs.get(v))
         by_attack.setdefault(attack, []).append((eps if eps is not None else 0, v))
     attacks = sorted(by_attack, key=_attack_key) or ["clean"]
-    ncol = min(3, len(attacks))
+    ncol = min(4, len(attacks))
     nrow = math.ceil(len(attacks) / ncol)
-    fig = _figure(3.6 * ncol + 0.6, 3.3 * nrow + 0.3)
+    fig = _figure(3.0 * ncol + 0.6, 3.1 * nrow + 0.5)
     axes = np.atleast_1d(fig.subplots(nrow, ncol, sharex=True, sharey=True, squeeze=False)).ravel()
     ti = int(np.argmin(np.abs(np.array(curves[next(iter(curves))]["thresholds"]) - threshold)))
     summary = []
@@ -531,7 +555,7 @@ def plot_acceptance(manifest: dict, path: Path, threshold: float = 0.8) -> list[
             return
         xs, ys = zip(*pts)
         ax.plot([100 * x for x in xs], [100 * y for y in ys], color=colour, alpha=alpha, linewidth=1.8,
-                label=label, drawstyle="steps-post")
+                label=label)
         a, e = c["accepted"][ti], c["error"][ti]
         if e is not None:
             ax.plot([100 * a], [100 * e], marker="o", markersize=7, color=colour, alpha=alpha,
@@ -547,9 +571,9 @@ def plot_acceptance(manifest: dict, path: Path, threshold: float = 0.8) -> list[
             alpha = 0.35 + 0.65 * (i + 1) / len(variants)
             draw(ax, v, attack_colour(attack, attacks), alpha, f"ε={eps:g}")
         ax.set_title(attack_label(attack))
-        ax.set_xlim(102, -2)   # strictest threshold on the right
+        ax.set_xlim(-2, 102)   # t = 0 (everything accepted) at the right end
         ax.set_ylim(-2, 102)
-        ax.legend(fontsize=8, frameon=False, loc="upper left")
+        ax.legend(fontsize=8, frameon=False, loc="best")
         _style_axes(ax)
     for ax in axes[len(attacks):]:
         ax.set_visible(False)
@@ -557,8 +581,8 @@ def plot_acceptance(manifest: dict, path: Path, threshold: float = 0.8) -> list[
         ax.set_ylabel("top-1 error among accepted (%)")
     for ax in axes[-ncol:]:
         ax.set_xlabel("images accepted (%)")
-    fig.suptitle(f"Thresholded classifier: accept only top-1 confidence > t (● marks t = {threshold:g})",
-                 fontsize=10)
+    fig.suptitle(f"Error among accepted predictions as the confidence threshold t rises from 0 (right end) "
+                 f"to 0.99 (left); ● t = {threshold:g}", fontsize=10)
     _save(fig, path)
     # Keep each variant once (clean is drawn in every panel).
     seen, uniq = set(), []
@@ -597,11 +621,14 @@ def plot_transforms(rows: list[dict], model: str, path: Path) -> bool:
     units = {"brightness": "shift (levels)", "contrast": "factor", "blur": "σ (pixels)",
              "noise": "σ (levels)", "jpeg": "quality"}
     attacks_all = sorted({str(r.get("attack")) for rs in by_kind.values() for r, _ in rs}, key=_attack_key)
+    # The paper's Section 4 uses ε = 16: one line per attack at the largest ε of the run.
+    eps_shown = max((_num(r.get("eps")) for rs in by_kind.values() for r, _ in rs if _num(r.get("eps")) is not None),
+                    default=None)
     handles = {}
     for ax, kind in zip(axes, kinds):
         series: dict[tuple[str, float | None], list] = {}
         for r, value in by_kind[kind]:
-            if r.get("attack") in (None, "clean"):
+            if r.get("attack") in (None, "clean") or _num(r.get("eps")) != eps_shown:
                 continue
             series.setdefault((str(r.get("attack")), _num(r.get("eps"))), []).append((value, r))
         eps_values = sorted({e for _, e in series if e is not None})
@@ -621,7 +648,7 @@ def plot_transforms(rows: list[dict], model: str, path: Path) -> bool:
             band = [(x, 100 * c[0], 100 * c[1]) for x, c in zip(xs, cis) if c]
             if len(band) > 1:
                 bx, lo, hi = zip(*band)
-                ax.fill_between(bx, lo, hi, color=colour, alpha=0.07, linewidth=0)
+                ax.fill_between(bx, lo, hi, color=colour, alpha=0.06, linewidth=0)
             handles.setdefault(label, line)
         ax.set_title(kind)
         ax.set_xlabel(units.get(kind, "strength"))
@@ -631,6 +658,8 @@ def plot_transforms(rows: list[dict], model: str, path: Path) -> bool:
         ax.set_visible(False)
     for ax in axes[::ncol]:
         ax.set_ylabel("destruction rate, top-1 (%)")
+    if eps_shown is not None:
+        fig.suptitle(f"ε = {eps_shown:g}", fontsize=10)
     if handles:
         fig.legend(list(handles.values()), list(handles.keys()), loc="outside right center", fontsize=8,
                    frameon=False)
@@ -994,23 +1023,23 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
             plots.append({"src": _href(f"plots/{name}"), "title": title, "caption": caption})
 
     add_plot("accuracy_vs_eps.png", "Accuracy vs ε",
-             f"Adversarial accuracy of {primary} per attack; solid: the digital PNGs, dashed: photographed. "
-             "Grey lines: clean accuracy. Bars: 95 % Wilson intervals.",
+             f"Adversarial accuracy of {primary} per attack; left: the digital PNGs, right: photographed. "
+             "Dotted: clean accuracy; dashed: the random-noise baselines; shaded: 95 % Wilson intervals.",
              plot_accuracy_vs_eps(rows, primary, assets.plot_rel("accuracy_vs_eps.png")))
     add_plot("destruction.png", "Destruction rate of the photo",
              "Among adversarial images that fooled the model digitally (on images it got right), the "
              "fraction the print-and-photograph path turned back into correct predictions. "
-             "Solid: top-1, hatched: top-5; bars: 95 % intervals; n/a: no image in the denominator.",
+             "Bars: 95 % Wilson intervals; n/a: no image in the denominator (nothing to destroy).",
              plot_destruction(rows, primary, assets.plot_rel("destruction.png")))
     acceptance = plot_acceptance(manifest, assets.plot_rel("acceptance.png"), threshold)
     add_plot("acceptance.png", "Error vs acceptance (the prefilter curve)",
-             "Each curve sweeps the confidence threshold t from 0 (accept all, left) to 0.99 (right): "
+             "Each curve sweeps the confidence threshold t from 0 (accept all, right end) to 0.99 (left): "
              "top-1 error among accepted PNG predictions against the share accepted. "
              f"Dots mark t = {threshold:g}.",
              acceptance is not None)
     add_plot("transforms.png", "Destruction rate vs transform strength (paper Section 4)",
-             "Artificial transformations applied to the adversarial PNGs; top-1 destruction rate, "
-             "shaded: 95 % intervals.",
+             "Artificial transformations applied to the adversarial PNGs at the run's largest ε (the paper "
+             "uses 16): top-1 destruction rate per attack, shaded: 95 % intervals. All ε: metrics.csv.",
              plot_transforms(rows, primary, assets.plot_rel("transforms.png")))
     matrix = transfer_matrix(metrics)
     if matrix is not None:
@@ -1061,7 +1090,8 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
         "eps_all": ", ".join(f"{e:g}" for e in sorted({_num(e) for a in (manifest.get("attacks") or {}).values()
                                                          if isinstance(a, dict) for e in (a.get("eps") or [])
                                                          if _num(e) is not None})),
-        "threshold_used": next((f"{r['threshold']:g}" for r in thresholds if r["threshold"] is not None), f"{threshold:g}"),
+        "threshold_used": next((f"{r['threshold']:g}" for t in thresholds for r in t["rows"]
+                                if r["threshold"] is not None), f"{threshold:g}"),
         "photo_message": ((metrics or {}).get("photo") or {}).get("message"),
         "acceptance": acceptance or [], "threshold": threshold,
         "plots": plots, "matrix": matrix,
