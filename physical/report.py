@@ -37,7 +37,7 @@ from physical.workspace import (Workspace, atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-THUMB = 160          # thumbnail edge in pixels (images are shown at half that on the page)
+THUMB = 176          # thumbnail edge in pixels (shown at 88 CSS px: sharp on 2× screens)
 PHOTO_THUMB = 360    # thumbnail edge for phone photos
 ATTACK_ORDER = ["fgsm", "bim", "ill", "noise", "gauss"]
 ATTACK_NAMES = {"fgsm": "FGSM (fast)", "bim": "BIM (iterative)", "ill": "ILL (least-likely)",
@@ -116,7 +116,7 @@ def _inside(base: Path, rel: str | None) -> Path | None:
 
 def _png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", optimize=True)
+    Image.fromarray(array).save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
@@ -745,15 +745,17 @@ class Assets:
     def array(self, arr: np.ndarray, rel: str) -> str:
         return self._write(rel, _png(arr))
 
-    def thumb(self, src: Path | np.ndarray, rel: str, edge: int = THUMB, jpeg: bool = False) -> str:
+    def thumb(self, src: Path | np.ndarray, rel: str, edge: int = THUMB, jpeg: bool = True) -> str:
+        """A small JPEG preview (adversarial noise makes PNG thumbnails ten times larger); the
+        page links each to its lossless full-size file."""
         img = Image.fromarray(src) if isinstance(src, np.ndarray) else Image.open(src)
         img = img.convert("RGB")
         img.thumbnail((edge, edge), Image.LANCZOS)
         buf = io.BytesIO()
         if jpeg:
-            img.save(buf, format="JPEG", quality=85)
+            img.save(buf, format="JPEG", quality=88)
         else:
-            img.save(buf, format="PNG", optimize=True)
+            img.save(buf, format="PNG", compress_level=6)
         return self._write(rel, buf.getvalue())
 
     def plot_rel(self, name: str) -> Path:
@@ -794,14 +796,20 @@ def default_gain(eps: float | None) -> int:
     return max(1, int(128 // eps))
 
 
-def choose_sample(manifest: dict, k: int) -> list[int]:
-    """A deterministic sample (the run's seed) of k image indices, in manifest order."""
-    n = len(manifest.get("images") or [])
+def choose_sample(manifest: dict, k: int, prefer: set[str] | frozenset = frozenset()) -> list[int]:
+    """A deterministic sample (the run's seed) of k image indices, in manifest order; images
+    whose id is in `prefer` (those with photo crops) are drawn first."""
+    images = manifest.get("images") or []
+    n = len(images)
     if k >= n:
         return list(range(n))
     seed = manifest.get("seed")
     rng = random.Random(seed if isinstance(seed, int) else 0)
-    return sorted(rng.sample(range(n), k))
+    first = [i for i in range(n) if str(images[i].get("id")) in prefer]
+    rest = [i for i in range(n) if str(images[i].get("id")) not in prefer]
+    chosen = rng.sample(first, min(k, len(first)))
+    chosen += rng.sample(rest, k - len(chosen))
+    return sorted(chosen)
 
 
 def _pred_view(pred: dict | None, label: int | None, names: ClassNames) -> dict | None:
@@ -875,7 +883,7 @@ def galleries(ws: Workspace, run: str, manifest: dict, ingest: dict | None, metr
                 used_crops.setdefault((str(c.get("image_id")), str(c.get("variant"))), path)
     variants = list(manifest.get("variants") or [])
     images = manifest.get("images") or []
-    chosen = choose_sample(manifest, sample)
+    chosen = choose_sample(manifest, sample, {image_id for image_id, _ in used_crops})
     crop_preds = _stored_crop_predictions(metrics, assets.out)
     if classify and not crop_preds:
         sample_ids = {str(images[i].get("id")) for i in chosen}
@@ -904,25 +912,25 @@ def galleries(ws: Workspace, run: str, manifest: dict, ingest: dict | None, metr
             src = _inside(src_base, rec.get("file"))
             if src is not None:
                 cell["png"] = {"full": assets.copy(src, f"images/{folder}/{vslug}.png"),
-                               "thumb": assets.thumb(src, f"thumbs/{folder}/{vslug}.png")}
+                               "thumb": assets.thumb(src, f"thumbs/{folder}/{vslug}.jpg")}
                 if v != "clean" and clean_arr is not None:
                     adv = _load_rgb(src)
                     if adv is not None and adv.shape == clean_arr.shape:
                         gain = default_gain(eps)
                         pert = perturbation_image(clean_arr, adv, gain)
                         cell["pert"] = {"full": assets.array(pert, f"images/{folder}/{vslug}-perturbation.png"),
-                                        "thumb": assets.thumb(pert, f"thumbs/{folder}/{vslug}-perturbation.png"),
+                                        "thumb": assets.thumb(pert, f"thumbs/{folder}/{vslug}-perturbation.jpg"),
                                         "gain": gain,
                                         "linf": int(np.abs(adv.astype(int) - clean_arr.astype(int)).max())}
             crop = used_crops.get((image_id, v))
             if crop is not None:
                 cell["photo"] = {"full": assets.copy(crop, f"images/{folder}/{vslug}-photo.png"),
-                                 "thumb": assets.thumb(crop, f"thumbs/{folder}/{vslug}-photo.png")}
+                                 "thumb": assets.thumb(crop, f"thumbs/{folder}/{vslug}-photo.jpg")}
                 cell["photo_pred"] = _pred_view(crop_preds.get((image_id, v)), label_index, names)
             cells.append(cell)
         out.append({"id": image_id, "label": label.get("name") or names(label_index),
                     "label_index": label_index, "wnid": label.get("wnid"), "cells": cells,
-                    "has_photo": any(c["photo"] for c in cells),
+                    "has_photo": any(c["photo"] for c in cells), "ingested": ingest is not None,
                     "has_pert": any(c["pert"] for c in cells)})
     return out
 
@@ -944,7 +952,7 @@ def ingest_view(ws: Workspace, run: str, ingest: dict | None, manifest: dict, as
                 name = f"{n:04d}-{_slug(Path(str(p.get('file'))).stem)}"
                 try:
                     view["thumb"] = assets.thumb(src, f"thumbs/photos/{name}.jpg", edge=PHOTO_THUMB, jpeg=True)
-                    view["full"] = assets.copy(src, f"images/photos/{name}{_slug(src.suffix.lower())}")
+                    view["full"] = assets.copy(src, f"images/photos/{name}.{_slug(src.suffix.lower()[1:] or 'jpg')}")
                 except OSError as exc:
                     view["reason"] = f"{view['reason'] or 'rejected'} (unreadable: {exc})"
         photos.append(view)

@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -17,7 +18,7 @@ from PIL import Image
 
 from conftest import make_fake_run, png_bytes
 from physical.cli import main
-from physical.report import acceptance_curves, build_report, perturbation_image, transfer_matrix
+from physical.report import acceptance_curves, build_report, choose_sample, perturbation_image, transfer_matrix
 from physical.workspace import atomic_write_bytes, atomic_write_json, read_json
 
 HOSTILE = "<script>alert(1)</script>"
@@ -329,3 +330,17 @@ def test_screenshot_is_not_blank(full_report, tmp_path):
     assert pixels.std() > 20            # text, tables and plots, not a blank page
     # The dark header band and the light body are both there.
     assert pixels[:100].mean() < 100 and pixels[-300:].mean() > 150
+
+
+def test_gallery_sample_prefers_photographed_images():
+    manifest = {"seed": 0, "images": [{"id": i} for i in "abcdef"]}
+    assert 4 in choose_sample(manifest, 2, {"e"})
+    assert all(4 in choose_sample({**manifest, "seed": s}, 1, {"e"}) for s in range(5))
+    assert choose_sample(manifest, 3) == choose_sample(manifest, 3)          # deterministic
+    assert choose_sample(manifest, 10) == list(range(6))
+
+
+def test_class_names_do_not_import_torch():
+    code = ("import sys; from physical.report import imagenet_names; n = imagenet_names(); "
+            "assert len(n) == 1000 and n[967] == 'espresso', n[967]; assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
