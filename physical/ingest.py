@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
 import os
 import time
 import warnings
@@ -141,8 +142,8 @@ def find_markers(rgb: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     Markers are searched on a grey copy whose long side is `detect_long_side` (or at a scale
     where the markers are ≥ `TARGET_SIDE` pixels when they turn out smaller). A fast detector
     pass (markers.py's parameters with a coarser threshold sweep and fewer tiny candidates)
-    is tried first; when it leaves any found image with missing markers, or identifies
-    nothing, `markers.detect` (the fully tuned detector) decides.
+    is tried first; when it finds markers but leaves a found image with missing markers, or
+    identifies nothing, `markers.detect` (the fully tuned detector) decides.
     """
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     M, _ = orientation_matrix(tag, (grey.shape[1], grey.shape[0]))
@@ -160,7 +161,9 @@ def find_markers(rgb: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     ident = markers.identify(dets, layout)
     complete = ident.status == markers.STATUS_OK and all(
         m.markers_found == m.markers_expected for m in ident.slots)
-    if not complete:
+    if dets and not complete:
+        # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300 noise
+        # image): only worth it when the fast pass saw part of a sheet
         how["pass"] = "tuned"
         dets = markers.detect(small)
         if not dets and scale < 1.0:
@@ -289,6 +292,12 @@ def _rect_outline(rect_mm, n: int = EDGE_SAMPLES) -> np.ndarray:
     return np.concatenate([c[i] + (c[(i + 1) % 4] - c[i]) * t for i in range(4)])
 
 
+def _in_frame(H: np.ndarray, rect_mm, size: tuple[int, int]) -> bool:
+    """Whether the whole image rectangle (its outline, densely sampled) maps inside the photo."""
+    outline = _transform(H, _rect_outline(rect_mm))
+    return bool(np.all(np.isfinite(outline)) and np.all((outline >= 0) & (outline <= size)))
+
+
 def _inside_hull(points_mm: np.ndarray, query_mm: np.ndarray, tol_mm: float = 0.25) -> bool:
     hull = cv2.convexHull(points_mm.astype(np.float32))
     return all(cv2.pointPolygonTest(hull, (float(x), float(y)), True) >= -tol_mm for x, y in query_mm)
@@ -354,15 +363,12 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
             fit = fit_slot(match, ident.page_points_mm.get(match.page), ident.page_points_px.get(match.page), rect)
             if fit is None:
                 why = "markers do not give a homography"
+            elif not _in_frame(fit.H, rect, disp_size):
+                why = "image partly out of frame"
             elif not _inside_hull(fit.points_mm, _rect_corners(rect), HULL_TOL * max(rect[2] - rect[0], rect[3] - rect[1])):
                 why = f"too few markers around the image ({match.markers_found} of {match.markers_expected} found)"
             elif fit.rms_px > max(1.0, MAX_REPROJECTION_RATIO * sides):
                 why = f"markers do not fit a flat sheet (reprojection error {fit.rms_px:.1f} px)"
-            else:
-                outline = _transform(fit.H, _rect_outline(rect))
-                w, h = disp_size
-                if not np.all((outline >= 0) & (outline <= [w, h])):
-                    why = "image partly out of frame"
             if why:
                 skipped.append({"page": match.page, "slot": match.slot, "image_id": match.image_id,
                                 "variant": match.variant, "reason": why})
@@ -538,7 +544,10 @@ def _process(todo, ctx: Context, workers: int | None):
         for path, digest in todo:
             yield path, digest, ingest_photo(path.read_bytes(), ctx)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(ctx,)) as pool:
+    # spawn, not fork: a forked child can inherit OpenCV's/OpenMP's thread-pool locks mid-use and hang
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_worker_init,
+                             initargs=(ctx,)) as pool:
         for (path, digest), result in zip(todo, pool.map(_worker, [str(p) for p, _ in todo])):
             yield path, digest, result
 
