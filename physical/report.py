@@ -1011,6 +1011,9 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     ingest = _read_optional(ws.captures(run) / "ingest.json", problems)
+    if ingest is not None and not isinstance(ingest, dict):
+        problems.append(f"captures/{run}/ingest.json is not an object: the photo section is left out")
+        ingest = None
     metrics = _read_optional(out / "metrics.json", problems)
     if metrics is not None and not isinstance(metrics.get("rows") if isinstance(metrics, dict) else None, list):
         problems.append("reports/{}/metrics.json has no `rows` list: the table and plots are left out".format(run))
