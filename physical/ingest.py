@@ -264,9 +264,9 @@ def fit_slot(match: markers.SlotMatch, page_mm: np.ndarray | None, page_px: np.n
         x0, y0, x1, y1 = rect_mm
         centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
         reach = math.hypot(x1 - x0, y1 - y0)
-        own = {(round(a, 4), round(b, 4)) for a, b in mm}
-        cand = np.array([(tuple(np.round(m, 4)) not in own) and np.linalg.norm(m - centre) <= reach
-                         for m in page_mm])
+        # page points that are not this image's own, within one image diagonal of its centre
+        same = (np.abs(page_mm[:, None, :] - mm[None, :, :]).max(axis=2) < 1e-6).any(axis=1)
+        cand = ~same & (np.linalg.norm(page_mm - centre, axis=1) <= reach)
         if cand.any():
             cm, cp = page_mm[cand], page_px[cand]
             ok = _residuals(H, cm, cp) <= max(EXTRA_POINT_TOL_PX, 2 * rms)
@@ -404,13 +404,12 @@ def _make_crop(rgb: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: C
     at_source = cv2.resize(big, (src_w, src_h), interpolation=cv2.INTER_AREA)
     n = ctx.input_size
     final = at_source if (src_w, src_h) == (n, n) else cv2.resize(big, (n, n), interpolation=cv2.INTER_AREA)
-    buf = io.BytesIO()
-    Image.fromarray(final).save(buf, format="PNG")
+    ok, png = cv2.imencode(".png", cv2.cvtColor(final, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return {"image_id": match.image_id, "variant": match.variant, "page": match.page, "slot": match.slot,
             "corners_px": corners.round(3).tolist(), "homography_mm_to_px": fit.H.tolist(),
             "points": fit.points, "extra_points": fit.extra_points, "markers_found": match.markers_found,
             "markers_expected": match.markers_expected, "reprojection_error_px": round(fit.rms_px, 4),
-            "sharpness": round(sharpness(at_source), 3), "warp_px": list(size), "png": buf.getvalue()}
+            "sharpness": round(sharpness(at_source), 3), "warp_px": list(size), "png": png.tobytes()}
 
 
 # --------------------------------------------------------------------------------------------

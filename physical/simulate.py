@@ -325,13 +325,20 @@ def photograph(printed: np.ndarray, px_per_mm: tuple[float, float], H: np.ndarra
 
 
 def _line_kernel(length: float, angle_deg: float) -> np.ndarray:
-    n = int(math.ceil(length)) | 1
-    k = np.zeros((n * 4 + 1, n * 4 + 1), np.float32)  # drawn 4x supersampled, then reduced
-    c = n * 2
-    dx, dy = math.cos(math.radians(angle_deg)) * length * 2, math.sin(math.radians(angle_deg)) * length * 2
-    cv2.line(k, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1, cv2.LINE_AA)
-    k = cv2.resize(k, (n + 1, n + 1), interpolation=cv2.INTER_AREA)
-    return k / k.sum()
+    """A centred motion-blur line of `length` px (odd size): points spread evenly along the
+    line and splatted bilinearly, so its centroid is exactly the centre and it shifts nothing."""
+    m = 2 * int(math.ceil(length / 2)) + 1
+    c = (m - 1) / 2
+    t = np.linspace(-length / 2, length / 2, max(16, int(length * 16)) | 1)
+    x = c + t * math.cos(math.radians(angle_deg))
+    y = c + t * math.sin(math.radians(angle_deg))
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - x0, y - y0
+    k = np.zeros((m + 1, m + 1), np.float64)
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(k, (y0 + dy, x0 + dx), w)
+    k = k[:m, :m]
+    return (k / k.sum()).astype(np.float32)
 
 
 def _light_and_noise(img: np.ndarray, cam: dict, seed: int, rows: int = 512) -> None:

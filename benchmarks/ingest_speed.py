@@ -1,0 +1,156 @@
+"""Speed of `physical simulate` and `physical ingest` on 12 MP phone photos, and (--model) the
+mild-preset check: how often the crop of a clean image gets the clean PNG's top-1 class.
+
+A real-ish run: the bundled demo photos (scikit-image / scikit-learn) plus a few more
+scikit-image photos, centre-cropped to 224 px, each with a random ±16 "noise-eps16" variant so
+sheets hold pairs like a craft run (no model needed to build it); the default layout (40 mm
+images, 600 dpi); simulated photos; ingest with a process pool.
+
+    python benchmarks/ingest_speed.py                      # 12 MP, typical, 2 workers
+    python benchmarks/ingest_speed.py --photos-per-page 4 --workers 1
+    python benchmarks/ingest_speed.py --model --preset mild --photos-per-page 2
+
+Prints figures; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+from physical import data, ingest, simulate
+from physical import layout as layout_mod
+from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, sha256_bytes
+
+EXTRA = [("astronaut", "astronaut.png"), ("horse_riders", "horse.png"), ("retina", "retina.jpg"),
+         ("hubble", "hubble_deep_field.jpg"), ("ihc", "immunohistochemistry.png")]
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def build_run(root: str, run: str = "bench", size: int = 224, seed: int = 0) -> Workspace:
+    """A craft-shaped run of real photos (clean + noise-eps16), written without a model."""
+    import skimage.data
+
+    ws = Workspace(root)
+    out = ws.printouts(run)
+    rng = np.random.default_rng(seed)
+    sources = [(it.id, it.path, it.label) for it in data.demo_items()]
+    folder = os.path.dirname(skimage.data.__file__)
+    sources += [(i, os.path.join(folder, f), -1) for i, f in EXTRA if os.path.exists(os.path.join(folder, f))]
+    images = []
+    for image_id, path, label in sources:
+        clean = data.load_image(path, size)
+        noisy = np.clip(clean.astype(int) + rng.choice([-16, 16], size=clean.shape), 0, 255).astype(np.uint8)
+        entry = {"id": image_id, "source": path, "source_sha256": sha256_bytes(clean.tobytes()),
+                 "label": {"index": int(label), "wnid": None, "name": None}, "variants": {}}
+        for variant, arr in (("clean", clean), ("noise-eps16", noisy)):
+            blob = _png(arr)
+            rel = f"images/{image_id}/{variant}.png"
+            atomic_write_bytes(out / rel, blob)
+            entry["variants"][variant] = {"file": rel, "sha256": sha256_bytes(blob),
+                                          "pred": {"top5": [], "prob5": []}}
+        images.append(entry)
+    atomic_write_json(out / "manifest.json", {
+        "schema": 1, "run": run, "created": "2026-01-01T00:00:00+00:00",
+        "model": {"spec": "default", "input_size": size}, "attacks": {}, "seed": seed, "versions": {},
+        "source": {"images": "benchmark"}, "variants": ["clean", "noise-eps16"], "images": images,
+        "skipped": [], "summary": {"images": len(images)}})
+    return ws
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="typical", choices=list(simulate.PRESETS))
+    ap.add_argument("--photos-per-page", type=int, default=4)
+    ap.add_argument("--resolution", default="4000x3000")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", action="store_true", help="classify clean PNGs and their used crops")
+    ap.add_argument("--keep", default=None, help="workspace folder to keep (default: a temporary one)")
+    args = ap.parse_args()
+
+    root = args.keep or tempfile.mkdtemp(prefix="physical-bench-")
+    if args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    ws = build_run(root)
+    lay = layout_mod.make_layout(ws, "bench").layout
+    n_slots = sum(len(p["slots"]) for p in lay["pages"])
+    print(f"run: {len(ws.load_manifest('bench')['images'])} photos x 2 variants = {n_slots} printed images, "
+          f"{len(lay['pages'])} pages, {lay['image_mm']:.1f} mm each, markers {lay['markers']['size_mm']:.1f} mm")
+
+    res = simulate.parse_resolution(args.resolution)
+    t = time.perf_counter()
+    sim = simulate.simulate_run(ws, "bench", preset=args.preset, photos_per_page=args.photos_per_page,
+                                seed=args.seed, resolution=res)
+    dt = time.perf_counter() - t
+    n = len(sim["photos"])
+    size_mb = sum((ws.captures("bench") / p["file"]).stat().st_size for p in sim["photos"]) / n / 1e6
+    print(f"simulate: {n} photos {res[0]}x{res[1]} ({args.preset}) in {dt:.1f} s = {n / dt:.2f} photos/s "
+          f"(1 process), {size_mb:.1f} MB JPEG each")
+
+    t = time.perf_counter()
+    state = ingest.ingest_run(ws, "bench", workers=args.workers)
+    dt = time.perf_counter() - t
+    per = [p["seconds"] for p in state["photos"]]
+    print(f"ingest: {n} photos in {dt:.2f} s = {n / dt:.2f} photos/s with {args.workers} worker(s), decode "
+          f"included (per photo in a worker: median {np.median(per):.3f} s, max {max(per):.3f} s)")
+    print("  " + ingest.summary_line(state))
+
+    # accuracy against the simulator's truth
+    truth = {p["file"]: p for p in sim["photos"]}
+    rects = {(p["page"], s["slot"]): (s["rect_mm"], s["size_px"][0]) for p in lay["pages"] for s in p["slots"]}
+    vis = rec = wrong = 0
+    errs = []
+    for photo in state["photos"]:
+        tr = truth[photo["file"]]
+        crops = {c["slot"]: c for c in state["crops"] if c["photo"] == photo["file"]}
+        for s in tr["slots"]:
+            vis += s["fully_visible"]
+            rec += s["fully_visible"] and s["slot"] in crops
+        for c in crops.values():
+            ts = next(s for s in tr["slots"] if s["slot"] == c["slot"])
+            wrong += (ts["image_id"], ts["variant"]) != (c["image_id"], c["variant"])
+            (x0, y0, x1, y1), px = rects[(c["page"], c["slot"])]
+            mm = ingest._transform(np.linalg.inv(np.asarray(c["homography_mm_to_px"])), np.asarray(ts["corners_px"]))
+            errs.extend(np.linalg.norm(mm - [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], axis=1) * px / (x1 - x0))
+    print(f"  recovered {rec} of {vis} fully visible images ({rec / max(vis, 1):.1%}), wrong assignments {wrong}, "
+          f"corner error vs truth: mean {np.mean(errs):.3f}, max {np.max(errs):.3f} source px")
+
+    if args.model:
+        import torch
+
+        from physical.models import load_model, predict
+
+        torch.set_num_threads(2)
+        model = load_model("default")
+        man = ws.load_manifest("bench")
+        used = {c["image_id"]: c for c in state["crops"] if c["used"] and c["variant"] == "clean"}
+        ids = [im["id"] for im in man["images"] if im["id"] in used]
+        pngs = np.stack([np.asarray(Image.open(ws.printouts("bench") / im["variants"]["clean"]["file"]).convert("RGB"))
+                         for im in man["images"] if im["id"] in used])
+        crops = np.stack([np.asarray(Image.open(ws.captures("bench") / used[i]["file"]).convert("RGB")) for i in ids])
+        top_png, _ = predict(model, pngs)
+        top_crop, _ = predict(model, crops)
+        same = (top_png[:, 0] == top_crop[:, 0]).numpy()
+        in5 = [(int(a) in b.tolist()) for a, b in zip(top_png[:, 0], top_crop)]
+        print(f"model ({args.preset}): crop of a clean image has the clean PNG's top-1 class for "
+              f"{same.sum()} of {len(ids)} ({same.mean():.0%}); in its top-5 for {sum(in5)} of {len(ids)}")
+        for i, ok in zip(ids, same):
+            if not ok:
+                print(f"  differs: {i}")
+    print(f"workspace: {root}")
+
+
+if __name__ == "__main__":
+    main()
