@@ -232,6 +232,17 @@ def test_cli_directions_bad_input(tmp_path):
                          "--top 8 needs at least 8 images, found 3")
     check_one_line_error(run_cli(tmp_path, "directions", "--images", str(folder), "--top", "2",
                                  "--layer", "nope"), "no layer 'nope'", "valid layers:", "net.conv_stem")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"not a png")
+    ok = run_cli(tmp_path, "directions", "--images", str(folder), "--top", "2", "--units", "2", "--layer", "net.conv_head")
+    assert ok.exit_code == 0, ok.output
+    out = tmp_path / "reports" / "lab-directions"
+    r = json.loads((out / "results.json").read_text())
+    assert r["layer"] == "net.conv_head" and r["images"] == 3 and r["model"]["spec"] == "default"
+    assert [s["source"].endswith("broken.png") for s in r["skipped"]] == [True]
+    assert len(r["units"]) == 2 and all(len(u["top"]) == 2 for u in r["units"] + r["directions"])
+    html = (out / "index.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "broken.png" in html
 
 
 def test_cli_linearity_writes_results_and_page(tmp_path):
@@ -251,3 +262,21 @@ def test_cli_linearity_writes_results_and_page(tmp_path):
     assert (out / "plots" / "curves.png").stat().st_size > 1000
     again = run_cli(tmp_path, "linearity", "--steps", "40")
     check_one_line_error(again, "--force")
+
+
+def test_cli_szegedy_writes_table_heat_map_and_page(tmp_path):
+    out = tmp_path / "sz"
+    res = run_cli(tmp_path, "szegedy", "--points", "4", "--steps", "60", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "results.json").read_text())
+    t = r["transfer"]
+    assert len(t["columns"]) == 6 and len(t["rows"]) == len(t["matrix"]) == 6 + len(r["noise"])
+    assert r["points"]["count"] == 4 and len(r["points"]["targets"]) == 4
+    assert all(tg != y for tg, y in zip(r["points"]["targets"],
+                                       np.asarray(digits.load_sklearn_digits(0).y_test)[r["points"]["test_indices"]]))
+    for m in r["models"]:
+        assert 0 <= m["train_error"] <= 1 and 0 <= m["test_error"] <= 1
+    html = (out / "index.html").read_text()
+    assert "Av. min. distortion" in html and "Paper (MNIST)" in html and html.count("data:image/png;base64,") == 2
+    assert "http://" not in html and "https://" not in html
+    assert (out / "plots" / "transfer.png").exists() and "_examples" not in r

@@ -32,8 +32,8 @@ def fgsm_sweep(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, eps_grid) -
             p = model((x_t + eps * step).clamp(0, 1)).softmax(1)
             conf, pred = p.max(1)
             wrong = pred != y_t
-            errors.append(float(wrong.float().mean()))
-            confs.append(float(conf[wrong].mean()) if wrong.any() else None)
+            errors.append(round(float(wrong.float().mean()), 6))
+            confs.append(round(float(conf[wrong].mean()), 6) if wrong.any() else None)
     return {"eps": [float(e) for e in eps_grid], "error": errors, "wrong_confidence": confs}
 
 
@@ -46,6 +46,10 @@ def eps_at(eps, error, level: float = 0.9):
             e0, e1 = error[i - 1], e
             return float(eps[i - 1] + (level - e0) / (e1 - e0) * (eps[i] - eps[i - 1]))
     return None
+
+
+def _r(v):
+    return None if v is None else round(v, 6)
 
 
 def at(sweep: dict, eps: float):
@@ -63,7 +67,7 @@ def _run(data, seed: int = 0, eps_grid=DEFAULT_EPS, steps: int | None = None, pr
         e25, c25 = at(sweep, 0.25)
         e10, c10 = at(sweep, 0.1)
         rows.append({"model": t.model.name, "linear": t.model.spec.linear, **sweep,
-                     "eps_90": eps_at(sweep["eps"], sweep["error"], 0.9),
+                     "eps_90": _r(eps_at(sweep["eps"], sweep["error"], 0.9)),
                      "at_0.1": {"error": e10, "wrong_confidence": c10},
                      "at_0.25": {"error": e25, "wrong_confidence": c25}})
     return {"experiment": "linearity", "seed": seed, "data": data.info(),

@@ -24,7 +24,7 @@ code{background:#f5f5f5;padding:0 .2em}
 BASE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title><style>{{ css }}</style></head>
 <body><h1>{{ title }}</h1>
-<p class="note">Command: <code>{{ command }}</code> · seed {{ r.seed }}{% if r.data %} · data: {{ r.data.name }}
+<p class="note">Command: <code>{{ command }}</code> · seed {{ r.seed }}{% if r.data is defined %} · data: {{ r.data.name }}
 ({{ r.data.source }}; {{ r.data.train }} train / {{ r.data.test }} test, {{ r.data.image_shape[0] }}×{{ r.data.image_shape[1] }}){% endif %}
 {% if r.seconds is defined %} · {{ r.seconds }} s{% endif %}</p>
 {% block body %}{% endblock %}
@@ -48,9 +48,13 @@ reaches the target (a larger c weighs distortion more, so that is the minimum-di
 Distortion: {{ r.lbfgs.distortion }}. Points: {{ r.points.count }} ({{ r.points.rule }}).</p>
 <h2>Models and average minimum distortion</h2>
 {{ models_table(r.models, {"title": "Av. min. distortion", "cells": dist_cells}) }}
-<table><tr><th class="l">Model</th><th>Target reached</th><th>Median c</th><th>L-BFGS calls</th><th>Seconds</th></tr>
-{% for a in r.attacks %}<tr><td class="l">{{ a.model }}</td><td>{{ pct(a.success_rate) }}</td>
-<td>{{ "%.3g"|format(a.median_c) if a.median_c is not none else "–" }}</td><td>{{ a.lbfgs_calls }}</td><td>{{ a.seconds }}</td></tr>{% endfor %}</table>
+<table><tr><th class="l">Model</th><th>Target reached</th><th>Median c</th><th>L-BFGS calls</th><th>Seconds</th>
+<th>Paper (MNIST): training error</th><th>test error</th><th>av. min. distortion</th></tr>
+{% for a in r.attacks %}{% set p = r.paper_mnist.get(a.model) %}<tr><td class="l">{{ a.model }}</td><td>{{ pct(a.success_rate) }}</td>
+<td>{{ "%.3g"|format(a.median_c) if a.median_c is not none else "–" }}</td><td>{{ a.lbfgs_calls }}</td><td>{{ a.seconds }}</td>
+{% if p %}<td>{{ pct(p.train_error) }}</td><td>{{ pct(p.test_error) }}</td><td>{{ "%.3f"|format(p.avg_min_distortion) }}</td>{% else %}<td></td><td></td><td></td>{% endif %}</tr>{% endfor %}</table>
+<p class="note">The paper's figures are on 28×28 MNIST (the seed lecture's table); on {{ r.data.name }} the images are
+{{ r.data.image_shape[0] }}×{{ r.data.image_shape[1] }}, so fewer pixels must each move further: compare orderings, not values.</p>
 <h2>Transfer: error rate of each column's model on the row's images</h2>
 <p class="note">{{ r.transfer.entry }}. Rows: L-BFGS examples made on a model, then Gaussian noise
 scaled per image to exactly the stated distortion (after clipping to the box). Diagonal: the model's own success rate.</p>
@@ -97,7 +101,7 @@ If the rows on the right look as coherent as those on the left, single units are
 {% for u in r.units %}<tr><td class="l">unit {{ u.unit }}</td><td class="l">{% for f in u.top %}{{ f }} ({{ "%.3g"|format(u.score[loop.index0]) }}){% if not loop.last %}, {% endif %}{% endfor %}</td></tr>{% endfor %}
 {% for d in r.directions %}<tr><td class="l">direction {{ d.direction }}</td><td class="l">{% for f in d.top %}{{ f }} ({{ "%.3g"|format(d.score[loop.index0]) }}){% if not loop.last %}, {% endif %}{% endfor %}</td></tr>{% endfor %}
 </table>
-{% if r.skipped %}<h2>Skipped files</h2><ul>{% for s in r.skipped %}<li>{{ s.source }}: {{ s.reason }}</li>{% endfor %}</ul>{% endif %}
+{% if r.skipped is defined and r.skipped %}<h2>Skipped files</h2><ul>{% for s in r.skipped %}<li>{{ s.source }}: {{ s.reason }}</li>{% endfor %}</ul>{% endif %}
 {% endblock %}"""
 
 TEMPLATES = {"szegedy": SZEGEDY, "linearity": LINEARITY, "directions": DIRECTIONS}
@@ -222,13 +226,10 @@ def write(out: str | Path, results: dict, command: str, images: np.ndarray | Non
     elif exp == "linearity":
         plots["curves"] = curves_plot(results["sweeps"])
     elif exp == "directions":
-        plots["units"] = grid_plot(images, results["units"], "unit", "top images per unit ⟨φ(x), e_i⟩")
+        plots["units"] = grid_plot(images, results["units"], "unit", "top images per unit ⟨φ(x), e$_i$⟩")
         plots["directions"] = grid_plot(images, results["directions"], "direction", "top images per random direction ⟨φ(x), v⟩")
-    for name, data in plots.items():
-        atomic_write_bytes(out / "plots" / f"{name}.png", data)
     uris = {name: "data:image/png;base64," + base64.b64encode(data).decode("ascii") for name, data in plots.items()}
     pub = public(results)
-    atomic_write_json(out / "results.json", pub)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.globals["pct"] = pct
     env.loader = jinja2.DictLoader({"base.html": BASE})
@@ -238,6 +239,10 @@ def write(out: str | Path, results: dict, command: str, images: np.ndarray | Non
         extra["dist_cells"] = ["%.3f" % a["avg_min_distortion"] if a["avg_min_distortion"] is not None else "–"
                                for a in pub["attacks"]]
     html = tmpl.render(title=TITLES[exp], css=CSS, command=command, r=pub, plots=uris, **extra)
+    # Rendered first, written after: a template error leaves no half-finished results behind.
+    for name, data in plots.items():
+        atomic_write_bytes(out / "plots" / f"{name}.png", data)
+    atomic_write_json(out / "results.json", pub)
     page = out / "index.html"
     atomic_write_text(page, html)
     return page
