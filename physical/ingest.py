@@ -53,8 +53,7 @@ from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json,
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
 DETECT_LONG_SIDE = 1600            # markers are searched on a copy this size (long side)
-MIN_DETECTED_SIDE = 24             # median marker side (px) in that copy below which we look closer ...
-TARGET_SIDE = 36                   # ... at a scale giving markers about this size
+TARGET_SIDE = 36                   # when markers are missed, look again at a scale giving markers this size
 EXTRA_POINT_TOL_PX = 0.75          # page points joining an image's fit must agree this well
 MAX_REPROJECTION_RATIO = 0.08      # RMS reprojection error / marker side above which a fit is refused
 MIN_K, MAX_K = 2, 8                # warp the crop at k × the PNG's pixels
@@ -139,11 +138,12 @@ def find_markers(rgb: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     """Markers in the displayed photo (corners in displayed full-resolution pixels), their
     identification, and how they were found. `rgb` is the stored array; `tag` its EXIF orientation.
 
-    Markers are searched on a grey copy whose long side is `detect_long_side` (or at a scale
-    where the markers are ≥ `TARGET_SIDE` pixels when they turn out smaller). A fast detector
-    pass (markers.py's parameters with a coarser threshold sweep and fewer tiny candidates)
-    is tried first; when it finds markers but leaves a found image with missing markers, or
-    identifies nothing, `markers.detect` (the fully tuned detector) decides.
+    Markers are searched on a grey copy whose long side is `detect_long_side` with a fast
+    detector (markers.py's parameters with a coarser threshold sweep and fewer tiny
+    candidates). When that finds markers but leaves a found image with missing markers, or
+    identifies nothing: again at a scale giving markers of `TARGET_SIDE` pixels, and if still
+    incomplete, with `markers.detect` (the fully tuned detector). The corners are refined at
+    full resolution either way.
     """
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     M, _ = orientation_matrix(tag, (grey.shape[1], grey.shape[0]))
@@ -151,24 +151,23 @@ def find_markers(rgb: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     small = _displayed_copy(grey, tag, scale)
     how = {"scale": scale, "pass": "fast"}
     dets = _fast_detect(small)
-    if dets and scale < 1.0:
+    ident = markers.identify(dets, layout)
+
+    def complete(ident):
+        return ident.status == markers.STATUS_OK and all(m.markers_found == m.markers_expected for m in ident.slots)
+
+    if dets and not complete(ident):
         side = float(np.median([d.side_px for d in dets]))
-        if side < MIN_DETECTED_SIDE:  # markers small in the copy: look again with more pixels
+        if scale < 1.0 and side < TARGET_SIDE:  # markers small in the copy: look with more pixels
             scale = min(1.0, scale * TARGET_SIDE / side)
             small = _displayed_copy(grey, tag, scale)
-            dets = _fast_detect(small)
             how["scale"] = scale
-    ident = markers.identify(dets, layout)
-    complete = ident.status == markers.STATUS_OK and all(
-        m.markers_found == m.markers_expected for m in ident.slots)
-    if dets and not complete:
-        # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300 noise
-        # image): only worth it when the fast pass saw part of a sheet
-        how["pass"] = "tuned"
-        dets = markers.detect(small)
-        if not dets and scale < 1.0:
-            how["scale"] = scale = 1.0
-            small = _displayed_copy(grey, tag, scale)
+            dets = _fast_detect(small)
+            ident = markers.identify(dets, layout)
+        if dets and not complete(ident):
+            # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300
+            # noise image): only worth it when the fast pass saw part of a sheet
+            how["pass"] = "tuned"
             dets = markers.detect(small)
     dets = _refine(dets, grey, M, scale)
     return dets, markers.identify(dets, layout), how
