@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import click
 
+from physical.commands.options import run_option
+
 
 @click.command("report")
-@click.option("--run", "run", required=True, help="Run name (the folder under printouts/, captures/, reports/).")
+@run_option
 @click.option("--sample", type=click.IntRange(min=0), default=6, show_default=True,
               help="How many images the gallery shows (sampled with the run's seed).")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
