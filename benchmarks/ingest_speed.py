@@ -90,21 +90,26 @@ def main() -> None:
           f"{len(lay['pages'])} pages, {lay['image_mm']:.1f} mm each, markers {lay['markers']['size_mm']:.1f} mm")
 
     res = simulate.parse_resolution(args.resolution)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     sim = simulate.simulate_run(ws, "bench", preset=args.preset, photos_per_page=args.photos_per_page,
                                 seed=args.seed, resolution=res)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - c
     n = len(sim["photos"])
     size_mb = sum((ws.captures("bench") / p["file"]).stat().st_size for p in sim["photos"]) / n / 1e6
     print(f"simulate: {n} photos {res[0]}x{res[1]} ({args.preset}) in {dt:.1f} s = {n / dt:.2f} photos/s "
-          f"(1 process), {size_mb:.1f} MB JPEG each")
+          f"(1 process, {dc / n:.2f} s CPU per photo), {size_mb:.1f} MB JPEG each")
 
     t = time.perf_counter()
     state = ingest.ingest_run(ws, "bench", workers=args.workers)
     dt = time.perf_counter() - t
     per = [p["seconds"] for p in state["photos"]]
+    cpu = [p["cpu_seconds"] for p in state["photos"]]
+    load = os.getloadavg()[0]
     print(f"ingest: {n} photos in {dt:.2f} s = {n / dt:.2f} photos/s with {args.workers} worker(s), decode "
-          f"included (per photo in a worker: median {np.median(per):.3f} s, max {max(per):.3f} s)")
+          f"included (per photo in a worker: median {np.median(per):.3f} s wall, {np.median(cpu):.3f} s CPU; "
+          f"max {max(per):.3f} s wall); load average {load:.1f} on {os.cpu_count()} cores")
+    print(f"  CPU-bound rate on {args.workers} idle core(s): {args.workers / np.mean(cpu):.2f} photos/s "
+          f"(mean CPU {np.mean(cpu):.3f} s per photo, pool start-up and file reads not included)")
     print("  " + ingest.summary_line(state))
 
     # accuracy against the simulator's truth

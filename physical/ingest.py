@@ -91,7 +91,11 @@ def orientation_matrix(tag: int, stored_size: tuple[int, int]) -> tuple[np.ndarr
 
 
 def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int]:
-    """Decode photo bytes → (stored RGB uint8 array, EXIF orientation tag). Raises Rejected."""
+    """Decode photo bytes → (stored BGR uint8 array, EXIF orientation tag). Raises Rejected.
+
+    The header (size, EXIF) is read with PIL before anything is decoded. A complete JPEG
+    (ending in its EOI marker) is decoded by OpenCV straight into an array (faster: no copy);
+    anything else by PIL, which reports truncated or corrupt data."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -104,6 +108,11 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
                 tag = int(im.getexif().get(0x0112, 1) or 1)
             except Exception:  # a broken EXIF block is not a reason to drop the photo
                 tag = 1
+            tag = tag if tag in _ORIENT else 1
+            if im.format == "JPEG" and data.rstrip(b"\0")[-2:] == b"\xff\xd9":
+                arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+                if arr is not None and arr.shape[:2] == (h, w):
+                    return arr, tag
             im.load()
     except Rejected:
         raise
@@ -117,8 +126,8 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
         im = im.convert("RGB")
     arr = np.asarray(im)
     if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    return arr, tag if tag in _ORIENT else 1
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR), tag
+    return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), tag
 
 
 def _to_displayed(img: np.ndarray, tag: int) -> np.ndarray:
@@ -133,10 +142,10 @@ def _transform(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q[:, :2] / q[:, 2:3]
 
 
-def find_markers(rgb: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE
+def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE
                  ) -> tuple[list[markers.Detection], "markers.Identification", dict]:
     """Markers in the displayed photo (corners in displayed full-resolution pixels), their
-    identification, and how they were found. `rgb` is the stored array; `tag` its EXIF orientation.
+    identification, and how they were found. `bgr` is the stored array; `tag` its EXIF orientation.
 
     Markers are searched on a grey copy whose long side is `detect_long_side` with a fast
     detector (markers.py's parameters with a coarser threshold sweep and fewer tiny
@@ -145,7 +154,7 @@ def find_markers(rgb: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     incomplete, with `markers.detect` (the fully tuned detector). The corners are refined at
     full resolution either way.
     """
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     M, _ = orientation_matrix(tag, (grey.shape[1], grey.shape[0]))
     scale = min(1.0, detect_long_side / max(grey.shape))
     small = _displayed_copy(grey, tag, scale)
@@ -317,9 +326,9 @@ def crop_matrix(H: np.ndarray, rect_mm, out_size: tuple[int, int], M_disp: np.nd
     return to_index @ back @ H @ S
 
 
-def sharpness(crop_rgb: np.ndarray) -> float:
+def sharpness(crop_bgr: np.ndarray) -> float:
     """Variance of the 3×3 Laplacian of the grey crop (at the source PNG's size)."""
-    grey = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
     return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=1).var())
 
 
@@ -340,14 +349,14 @@ class Context:
 def ingest_photo(data: bytes, ctx: Context) -> dict:
     """Everything ingest learns from one photo's bytes: {"photo": record, "crops": [record +
     "png": bytes]} (crop file names are given later, by the caller)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rec: dict = {"status": "rejected", "reason": None, "page": None, "pages": [], "slots_found": 0}
     crops: list[dict] = []
     try:
-        rgb, tag = read_photo(data, ctx.max_pixels)
-        M, disp_size = orientation_matrix(tag, (rgb.shape[1], rgb.shape[0]))
+        bgr, tag = read_photo(data, ctx.max_pixels)
+        M, disp_size = orientation_matrix(tag, (bgr.shape[1], bgr.shape[0]))
         rec.update(size=list(disp_size), exif_orientation=tag)
-        dets, ident, how = find_markers(rgb, tag, ctx.layout, ctx.detect_long_side)
+        dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side)
         rec.update(markers_found=len(dets), detect_scale=round(how["scale"], 4), detect_pass=how["pass"])
         if ident.status != markers.STATUS_OK:
             raise Rejected({markers.STATUS_NO_MARKERS: "no markers found"}.get(ident.status)
@@ -372,7 +381,7 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
                 skipped.append({"page": match.page, "slot": match.slot, "image_id": match.image_id,
                                 "variant": match.variant, "reason": why})
                 continue
-            crops.append(_make_crop(rgb, M, match, fit, rect, ctx))
+            crops.append(_make_crop(bgr, M, match, fit, rect, ctx))
         rec["slots_rejected"] = skipped
         rec["slots_found"] = len(crops)
         if crops:
@@ -383,6 +392,7 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
     except Rejected as exc:
         rec["status"], rec["reason"] = "rejected", str(exc)
     rec["seconds"] = round(time.perf_counter() - t0, 3)
+    rec["cpu_seconds"] = round(time.process_time() - c0, 3)
     return {"photo": rec, "crops": crops}
 
 
@@ -390,7 +400,7 @@ _STATUS_REASON = {markers.STATUS_OTHER_RUN: "markers of another run",
                   markers.STATUS_UNKNOWN: "unknown markers"}
 
 
-def _make_crop(rgb: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: Context) -> dict:
+def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: Context) -> dict:
     src_w, src_h = ctx.source_size[(match.image_id, match.variant)]
     corners = _transform(fit.H, _rect_corners(rect))
     extent = max(np.linalg.norm(corners[1] - corners[0]), np.linalg.norm(corners[2] - corners[3]),
@@ -398,12 +408,13 @@ def _make_crop(rgb: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: C
     k = int(min(MAX_K, max(MIN_K, math.ceil(extent / max(src_w, src_h)))))
     size = (k * src_w, k * src_h)
     W = crop_matrix(fit.H, rect, size, M)
-    big = cv2.warpPerspective(rgb, W, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    big = cv2.warpPerspective(bgr, W, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
     at_source = cv2.resize(big, (src_w, src_h), interpolation=cv2.INTER_AREA)
     n = ctx.input_size
     final = at_source if (src_w, src_h) == (n, n) else cv2.resize(big, (n, n), interpolation=cv2.INTER_AREA)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(final, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, png = cv2.imencode(".png", final, [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                                           cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
     return {"image_id": match.image_id, "variant": match.variant, "page": match.page, "slot": match.slot,
             "corners_px": corners.round(3).tolist(), "homography_mm_to_px": fit.H.tolist(),
             "points": fit.points, "extra_points": fit.extra_points, "markers_found": match.markers_found,
