@@ -668,55 +668,66 @@ def plot_transforms(rows: list[dict], model: str, path: Path) -> bool:
 
 
 def transfer_matrix(metrics: dict | None) -> dict | None:
-    """evaluate's `transfer` block (docs/metrics.md) as a grid: one row per entry (stage ×
-    variant, crafted on `crafted_by`), one column per evaluating model, adversarial top-1 error."""
+    """evaluate's `transfer` block (docs/metrics.md) as Szegedy's table: per stage (digital,
+    photo) one row per evaluating model and one column per variant (crafted on `crafted_by`),
+    cells = adversarial top-1 error (the `clean` column: each model's clean error)."""
     t = (metrics or {}).get("transfer")
     if not isinstance(t, dict) or not isinstance(t.get("entries"), list):
         return None
     models = [str(m) for m in t.get("models") or []]
-    rows, values, cis, keys = [], [], [], []
+    stages: dict[str, dict] = {}
     for e in t["entries"]:
-        if not isinstance(e, dict):
+        if not isinstance(e, dict) or not isinstance(e.get("error"), dict):
             continue
-        err = e.get("error") if isinstance(e.get("error"), dict) else {}
-        ci = e.get("error_ci") if isinstance(e.get("error_ci"), dict) else {}
-        for m in err:
+        for m in e["error"]:
             if str(m) not in models:
                 models.append(str(m))
         stage = "photo" if e.get("stage") == "photo" else "digital"
         attack = str(e.get("attack"))
-        name = "clean" if attack == "clean" else f"{attack.upper()} ε={_fmt_eps(e.get('eps'))}"
-        rows.append(f"{name} · {stage}")
-        keys.append(attack)
-        values.append({str(m): _num(v) for m, v in err.items()})
-        cis.append({str(m): v for m, v in ci.items()})
-    if not rows or not models:
+        title = "clean" if attack == "clean" else f"{attack.upper()} ε={_fmt_eps(e.get('eps'))}"
+        block = stages.setdefault(stage, {"stage": stage, "cols": [], "attacks": [], "cells": {}})
+        if title not in block["cols"]:
+            block["cols"].append(title)
+            block["attacks"].append(attack)
+        for m, v in e["error"].items():
+            block["cells"][(str(m), title)] = _num(v)
+    if not stages or not models:
         return None
-    grid = [[v.get(m) for m in models] for v in values]
-    ci_grid = [[(c.get(m) if isinstance(c.get(m), (list, tuple)) and len(c.get(m)) == 2 else None)
-                for m in models] for c in cis]
-    return {"rows": rows, "cols": models, "values": grid, "cis": ci_grid, "attacks": keys,
-            "crafted_by": str(t.get("crafted_by") or "?"),
+    out = []
+    for stage in ("digital", "photo"):
+        if stage in stages:
+            b = stages[stage]
+            out.append({"stage": stage, "cols": b["cols"], "attacks": b["attacks"], "rows": models,
+                        "values": [[b["cells"].get((m, c)) for c in b["cols"]] for m in models]})
+    return {"crafted_by": str(t.get("crafted_by") or "?"), "models": models, "stages": out,
             "title": "adversarial top-1 error (%)"}
 
 
 def plot_transfer(matrix: dict, path: Path) -> bool:
-    if len(matrix["cols"]) < 2:
+    """One heat map per stage: evaluating models (rows) × variants crafted on one model (columns)."""
+    if len(matrix["models"]) < 2:
         return False
-    vals = np.array([[np.nan if v is None else 100 * v for v in row] for row in matrix["values"]], dtype=float)
-    fig = _figure(1.6 + 1.3 * len(matrix["cols"]), 1.2 + 0.55 * len(matrix["rows"]))
-    ax = fig.subplots()
-    im = ax.imshow(vals, cmap="magma_r", vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(matrix["cols"])), matrix["cols"], rotation=20, ha="right", fontsize=8)
-    ax.set_yticks(range(len(matrix["rows"])), matrix["rows"], fontsize=8)
-    ax.set_xlabel("evaluating model")
-    ax.set_ylabel(f"images crafted on {matrix['crafted_by']}")
-    for i in range(vals.shape[0]):
-        for j in range(vals.shape[1]):
-            v = vals[i, j]
-            ax.text(j, i, "—" if np.isnan(v) else f"{v:.0f}", ha="center", va="center", fontsize=8,
-                    color="white" if (not np.isnan(v) and v > 55) else "black")
-    fig.colorbar(im, ax=ax, label=matrix["title"])
+    blocks = matrix["stages"]
+    ncols = max(len(b["cols"]) for b in blocks)
+    nrows = len(matrix["models"])
+    fig = _figure(min(13.0, 2.6 + 0.62 * ncols), sum(1.1 + 0.42 * nrows for _ in blocks) + 0.6)
+    axes = np.atleast_1d(fig.subplots(len(blocks), 1, squeeze=False)).ravel()
+    im = None
+    for ax, b in zip(axes, blocks):
+        vals = np.array([[np.nan if v is None else 100 * v for v in row] for row in b["values"]], dtype=float)
+        im = ax.imshow(vals, cmap="magma_r", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(b["cols"])), b["cols"], rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(range(len(b["rows"])), b["rows"], fontsize=9)
+        ax.set_title(f"{'digital (PNG)' if b['stage'] == 'digital' else 'photographed'} · "
+                     f"crafted on {matrix['crafted_by']}", fontsize=10)
+        for i in range(vals.shape[0]):
+            for j in range(vals.shape[1]):
+                v = vals[i, j]
+                ax.text(j, i, "—" if np.isnan(v) else f"{v:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if (not np.isnan(v) and v > 55) else "black")
+        ax.set_ylabel("evaluated by", fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), label=matrix["title"], shrink=0.9)
     _save(fig, path)
     return True
 
@@ -1055,8 +1066,8 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
     matrix = transfer_matrix(metrics)
     if matrix is not None:
         add_plot("transfer.png", "Transfer matrix",
-                 "Adversarial top-1 error when images crafted on one model (rows) are classified by "
-                 "another (columns).", plot_transfer(matrix, assets.plot_rel("transfer.png")))
+                 f"Adversarial top-1 error when the images crafted on {matrix['crafted_by']} (columns: "
+                 "each variant) are classified by each model (rows); noise columns: the baseline of the same size.", plot_transfer(matrix, assets.plot_rel("transfer.png")))
 
     gallery = galleries(ws, run, manifest, ingest, metrics, names, assets, sample, classify)
     ingest_v = ingest_view(ws, run, ingest, manifest, assets)

@@ -189,6 +189,7 @@ def test_table_rows_numbers_and_nulls(full_report):
     assert "40–60" in page.row_text("fgsm-eps8")   # an interval: 0.5 ± 0.1
     text = " ".join(page.text)
     assert "Evaluated by other" in text                      # several models: one table each
+    assert "75" in page.row_text("transfer-digital-other") and "90" in page.row_text("transfer-digital-fake")
     # Thresholded classifier: one table per stage; digital clean numbers agree → one clean row.
     assert {"clean-png", "fgsm-eps16-png", "fgsm-eps16-photo"} <= set(page.rows)
     assert "63.6" in page.row_text("fgsm-eps16-photo")          # adversarial error = 1 − 0.364
@@ -256,9 +257,11 @@ def test_ingest_section(full_report):
 
 def test_transfer_matrix_reads_the_documented_block():
     m = transfer_matrix(full_metrics())
-    assert m["cols"] == ["fake", "other"]
-    assert m["rows"] == ["clean · digital", "FGSM ε=16 · digital"]
-    assert m["values"] == [[0.2, 0.3], [0.9, 0.75]]
+    assert m["models"] == ["fake", "other"] and m["crafted_by"] == "fake"
+    (digital,) = m["stages"]
+    assert digital["stage"] == "digital" and digital["rows"] == ["fake", "other"]
+    assert digital["cols"] == ["clean", "FGSM ε=16"]
+    assert digital["values"] == [[0.2, 0.9], [0.3, 0.75]]     # model × variant
     assert transfer_matrix({"rows": [], "transfer": None}) is None
 
 
