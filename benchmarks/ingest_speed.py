@@ -145,15 +145,20 @@ def main() -> None:
         pngs = np.stack([np.asarray(Image.open(ws.printouts("bench") / im["variants"]["clean"]["file"]).convert("RGB"))
                          for im in man["images"] if im["id"] in used])
         crops = np.stack([np.asarray(Image.open(ws.captures("bench") / used[i]["file"]).convert("RGB")) for i in ids])
-        top_png, _ = predict(model, pngs)
+        top_png, prob_png = predict(model, pngs)
         top_crop, _ = predict(model, crops)
         same = (top_png[:, 0] == top_crop[:, 0]).numpy()
-        in5 = [(int(a) in b.tolist()) for a, b in zip(top_png[:, 0], top_crop)]
+        in5 = np.array([(int(a) in b.tolist()) for a, b in zip(top_png[:, 0], top_crop)])
+        labels = {im["id"]: im["label"]["index"] for im in man["images"]}
+        right = np.array([int(top_png[k, 0]) == labels[i] for k, i in enumerate(ids)])
         print(f"model ({args.preset}): crop of a clean image has the clean PNG's top-1 class for "
-              f"{same.sum()} of {len(ids)} ({same.mean():.0%}); in its top-5 for {sum(in5)} of {len(ids)}")
-        for i, ok in zip(ids, same):
+              f"{same.sum()} of {len(ids)} ({same.mean():.0%}); in its top-5 for {in5.sum()} of {len(ids)}")
+        print(f"  among images whose clean PNG the model classifies right (labelled demo photos): "
+              f"{same[right].sum()} of {right.sum()}")
+        for k, (i, ok) in enumerate(zip(ids, same)):
             if not ok:
-                print(f"  differs: {i}")
+                print(f"  differs: {i} (PNG: {model.class_names[int(top_png[k, 0])]} p={float(prob_png[k, 0]):.2f}, "
+                      f"crop: {model.class_names[int(top_crop[k, 0])]})")
     print(f"workspace: {root}")
 
 

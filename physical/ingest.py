@@ -122,6 +122,10 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
         raise Rejected("not an image (cannot identify image file)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise Rejected(f"unreadable (truncated or corrupt: {exc})") from None
+    if im.mode.startswith("I") or im.mode == "F":  # 16/32-bit grey: scale, don't clip, to 8 bits
+        a = np.asarray(im).astype(np.float64)
+        a = a / 257.0 if a.max() > 255 else a
+        im = Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode not in ("RGB", "L"):
         im = im.convert("RGB")
     arr = np.asarray(im)
@@ -391,6 +395,8 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
             raise Rejected(reasons[0] if len(reasons) == 1 else "no usable image: " + "; ".join(reasons))
     except Rejected as exc:
         rec["status"], rec["reason"] = "rejected", str(exc)
+    except cv2.error as exc:  # e.g. an image too small or odd for the detector
+        rec["status"], rec["reason"] = "rejected", f"cannot process image ({str(exc).strip().splitlines()[-1]})"
     rec["seconds"] = round(time.perf_counter() - t0, 3)
     rec["cpu_seconds"] = round(time.process_time() - c0, 3)
     return {"photo": rec, "crops": crops}
@@ -449,6 +455,9 @@ def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
             rects[(int(page["page"]), int(slot["slot"]))] = [float(v) for v in slot["rect_mm"]]
             key = (slot["image_id"], slot["variant"])
             if key in source_size:
+                continue
+            if slot.get("size_px"):
+                source_size[key] = tuple(int(v) for v in slot["size_px"])
                 continue
             rel = files.get(key)
             if rel is None:

@@ -243,3 +243,20 @@ def test_cli_exit_codes(run_ws, tmp_path):
     r = CliRunner().invoke(main, ["-w", str(ws.root), "ingest", "--run", "g"])
     assert r.exit_code == 0, r.output
     assert "2 photos read" in r.output and "1 accepted" in r.output and "1 rejected (1 not an image)" in r.output
+
+
+def test_harsh_fails_some_photos_honestly_and_never_wrongly(run_ws):
+    ws = run_ws
+    failures, wrong, crops = [], 0, 0
+    for seed in range(3):
+        sim = simulate.simulate_run(ws, "g", preset="harsh", seed=seed, resolution=(1000, 750), force=True)
+        state = ingest.ingest_run(ws, "g", workers=1)
+        _, _, w, _ = _score(ws, "g", sim, state)
+        wrong += w
+        crops += len(state["crops"])
+        for p in state["photos"]:
+            if p["status"] == "rejected":
+                failures.append(p["reason"])
+            failures += [s["reason"] for s in p.get("slots_rejected", [])]
+    assert wrong == 0 and crops > 0
+    assert failures and all(isinstance(r, str) and r for r in failures)
