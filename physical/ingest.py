@@ -1,21 +1,25 @@
 """Photo ingest: phone photos of printed sheets → one crop per printed image.
 
-Per photo (`ingest_photo`, run in a process pool):
+Per photo (`ingest_photo`, run in a spawned process pool):
 
-1. Read with PIL, refusing images over the pixel limit before decoding (decompression bombs)
-   and reporting truncated/corrupt files; the EXIF orientation is applied exactly as
+1. Read the header with PIL and refuse images over the pixel limit before decoding
+   (decompression bombs); decode (OpenCV for complete JPEGs, PIL otherwise, which reports
+   truncated/corrupt files). The EXIF orientation is applied exactly as
    `PIL.ImageOps.exif_transpose` does (tested), but by coordinates: the full-resolution pixels
    stay as stored and every point is mapped through the orientation, which saves a 12 MP copy.
-2. Find markers with `physical.markers.detect` on a grey copy reduced to `DETECT_LONG_SIDE`
-   pixels (area interpolation), falling back to full resolution when that finds nothing of the
-   run or the markers are tiny; the corners are then refined with `cv2.cornerSubPix` on the
-   full-resolution grey image.
+2. Find markers on a grey copy reduced to `DETECT_LONG_SIDE` pixels (area interpolation) with a
+   fast pass of markers.py's detector (coarser threshold sweep); when that misses markers of a
+   found image: again at a scale giving markers of `TARGET_SIDE` px, then `markers.detect`
+   (the fully tuned detector). Corners are refined with `cv2.cornerSubPix` at full resolution.
 3. `physical.markers.identify` → run, page and slot for every image whose markers were found.
 4. Per image: a homography page-mm → photo-px from its own markers' corners (16 points), plus
-   the page's other marker corners near it that agree with that fit (residual ≤
-   max(`EXTRA_POINT_TOL_PX`, 2 × own RMS)); refused when the image corners are not inside the
-   polygon spanned by the points used (no extrapolation), when the image is partly out of the
-   frame (the paper discarded those), or when the markers do not fit one plane.
+   the page's other marker corners within one image diagonal that agree with that fit
+   (residual ≤ max(`EXTRA_POINT_TOL_PX`, 2 × own RMS)), kept only if the own points still fit
+   as well. Refused, with the reason recorded: when the image is partly out of the frame (its
+   outline, 16 points per edge, mapped outside the photo; the paper discarded those), when the
+   points used leave an image corner more than `HULL_TOL` × its side outside their convex
+   hull (too much extrapolation, e.g. 2 of 4 markers on one side), or when the markers do not
+   fit one plane (RMS > `MAX_REPROJECTION_RATIO` × marker side).
 5. The image rectangle is warped (one `cv2.warpPerspective`, bilinear) to a square of k × the
    source PNG's size, k = ceil(photo pixels across the image / PNG pixels), 2 ≤ k ≤ 8, so the
    warp never down-samples by more than 1× and no detail is lost, then reduced with area
