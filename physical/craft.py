@@ -177,7 +177,9 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     log.info("%d images, %d already done", len(items), len(items) - len(todo))
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), desc=f"craft {run}", unit="img", disable=not options.progress or not todo)
+    # One tick per image and attack: BIM/ILL at large ε take most of the time.
+    bar = tqdm(total=len(todo) * len(options.attacks), desc=f"craft {run}", unit="img×attack",
+               disable=not options.progress or not todo)
     for start in range(0, len(todo), options.batch_size):
         batch = []
         for item in todo[start:start + options.batch_size]:
@@ -185,15 +187,15 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
                 batch.append((item, load_image(item.path, model.input_size, model.preprocessing["resize"])))
             except ValueError as exc:
                 manifest["skipped"].append({"source": item.path, "reason": str(exc)})
-                bar.update(1)
+                bar.update(len(options.attacks))
         if batch:
-            for entry in _craft_batch(model, device, batch, options, table, folder, entries):
+            for entry in _craft_batch(model, device, batch, options, table, folder, entries,
+                                      on_attack=lambda: bar.update(len(batch))):
                 entries[entry["id"]] = entry
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
         if manifest["images"]:  # never leave a manifest of nothing behind
             manifest["summary"] = summarize(manifest)
             atomic_write_json(manifest_path, manifest)
-        bar.update(len(batch))
     bar.close()
 
     manifest["images"] = [entries[it.id] for it in items if it.id in entries]
@@ -212,7 +214,8 @@ def _save_variant(folder, image_id: str, variant: str, image: np.ndarray) -> tup
     return {"file": rel, "sha256": sha256_bytes(data)}, decode_png((folder / rel).read_bytes())
 
 
-def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable, folder, entries):
+def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable, folder, entries,
+                 on_attack=lambda: None):
     ids = [item.id for item, _ in batch]
     clean_u8 = np.stack([img for _, img in batch])
     x = torch.from_numpy(clean_u8).permute(0, 3, 1, 2).float().to(device).contiguous(memory_format=torch.channels_last)
@@ -263,6 +266,7 @@ def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable,
                 rec["pred_float"] = pred_record(top_f[n], prob_f[n])
                 rec["pred"] = pred_record(top[n], prob[n])
                 rec["quantization_flipped"] = int(top_f[n][0]) != int(top[n][0])
+        on_attack()
     return out
 
 

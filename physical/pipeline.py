@@ -1,0 +1,226 @@
+"""The whole loop: craft → layout → simulate → ingest → evaluate → transforms → report.
+
+`physical run` and `physical demo` call `run_pipeline`. A stage is skipped when its outputs are
+already there and newer than its inputs (make's rule), so a user can stop after `layout`, print,
+photograph, drop the photos into captures/<run>/photos/ and run the same command again; `--force`
+redoes every stage. The printed layout is never redone behind the user's back: once a PDF exists,
+only `--force` replaces it, since sheets may already be on paper.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from physical.craft import CraftOptions
+from physical.errors import PhysicalError
+from physical.workspace import Workspace, check_run_name, read_json
+
+STAGES = ("craft", "layout", "simulate", "ingest", "evaluate", "transforms", "report")
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".heic", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+@dataclass
+class PipelineOptions:
+    craft: CraftOptions = field(default_factory=CraftOptions)
+    paper: str = "a4"
+    dpi: int = 600
+    image_mm: float = 40.0
+    variants: list[str] | None = None
+    simulate: bool = False          # no paper: photograph the PDF in software
+    preset: str = "typical"
+    photos_per_page: int = 1
+    resolution: tuple[int, int] = (4000, 3000)
+    photos: str | None = None       # folder of real photos (default captures/<run>/photos)
+    kinds: tuple = ("brightness", "contrast", "blur", "noise", "jpeg")
+    transform_grid: dict | None = None
+    threshold: float = 0.8
+    stop_after: str | None = None
+    force: bool = False
+    progress: bool = True
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+def _newer(outputs: list[Path], inputs: list[Path]) -> bool:
+    """All outputs exist and none is older than any existing input."""
+    if not all(p.exists() for p in outputs):
+        return False
+    return min(_mtime(p) for p in outputs) >= max([_mtime(p) for p in inputs if p.exists()] or [0.0])
+
+
+def _photos(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+
+
+def _has_transform_rows(metrics: Path) -> bool:
+    if not metrics.exists():
+        return False
+    return any(str(r.get("stage", "")).startswith("transform:") for r in read_json(metrics).get("rows", []))
+
+
+def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
+                 echo: Callable[[str], None] = print) -> dict:
+    """Run every stage that is not done yet; returns {stage: seconds} for the stages that ran."""
+    check_run_name(run)
+    if options.stop_after and options.stop_after not in STAGES:
+        raise PhysicalError(f"--stop-after must be one of {', '.join(STAGES)}")
+    from physical import craft, evaluate, ingest, layout, report, simulate
+
+    manifest = ws.manifest_path(run)
+    pdf, layout_json = ws.pdf_path(run), ws.layout_path(run)
+    captures = ws.captures(run)
+    photo_dir = Path(options.photos) if options.photos else captures / "photos"
+    ingest_json = captures / "ingest.json"
+    metrics = ws.reports(run) / "metrics.json"
+    index = ws.reports(run) / "index.html"
+    timings: dict[str, float] = {}
+    force = options.force
+
+    def stage(number: int, name: str, why_skip: str | None, work: Callable[[], str | None]) -> None:
+        label = f"[{number}/{len(STAGES)}] {name:<10}"
+        if why_skip:
+            echo(f"{label} skipped: {why_skip}")
+            return
+        start = time.perf_counter()
+        summary = work()
+        timings[name] = time.perf_counter() - start
+        lines = (summary or "").strip().splitlines() or ["done"]
+        echo(f"{label} {lines[0]}  ({timings[name]:.0f} s)")
+        for line in lines[1:]:
+            echo(f"{'':<16} {line}")
+
+    def stop(name: str) -> bool:
+        if options.stop_after == name:
+            echo(f"stopped after {name} (--stop-after)")
+            return True
+        return False
+
+    def do_craft():
+        m = craft.craft(ws, run, CraftOptions(**{**options.craft.__dict__, "force": force}))
+        return craft.summary_line(m, ws.printouts(run))
+
+    stage(1, "craft", None, do_craft)
+    if stop("craft"):
+        return timings
+
+    layout_skip = None
+    if pdf.exists() and layout_json.exists() and not force:
+        layout_skip = f"{pdf.name} exists (it may be printed already; --force redoes it)"
+        if read_json(layout_json).get("manifest_sha256") != _sha(manifest):
+            layout_skip += "; note: the run was crafted again since, the PDF shows the earlier manifest"
+    stage(2, "layout", layout_skip, lambda: layout.make_layout(
+        ws, run, paper=options.paper, dpi=options.dpi, image_mm=options.image_mm,
+        variants=options.variants, force=True).summary)
+    if stop("layout"):
+        return timings
+
+    have_photos = bool(_photos(photo_dir))
+    if not options.simulate:
+        sim_skip = "real photos expected (use --simulate to photograph the PDF in software)"
+    elif options.photos:
+        sim_skip = "--photos given"
+    elif (captures / "simulated.json").exists() and have_photos and _newer([captures / "simulated.json"], [pdf]) \
+            and not force:
+        sim_skip = "simulated photos already there"
+    else:
+        sim_skip = None
+    stage(3, "simulate", sim_skip, lambda: simulate.summary_line(simulate.simulate_run(
+        ws, run, preset=options.preset, photos_per_page=options.photos_per_page, seed=options.craft.seed,
+        resolution=options.resolution, force=True)))
+    if stop("simulate"):
+        return timings
+
+    if not _photos(photo_dir):
+        ingest_skip = (f"no photos in {photo_dir} yet: print {pdf}, photograph every sheet, put the photos "
+                       f"there and run this command again")
+    else:
+        ingest_skip = None
+
+    def do_ingest():
+        state = ingest.ingest_run(ws, run, options.photos, force=force or sim_skip is None)
+        if state["summary"]["accepted"] == 0:
+            raise PhysicalError(f"no usable photo of run {run!r}: see {ingest_json}")
+        return ingest.summary_line(state)
+
+    stage(4, "ingest", ingest_skip, do_ingest)
+    if stop("ingest"):
+        return timings
+
+    eval_skip = "metrics.json is up to date" if not force and _newer([metrics], [manifest, ingest_json]) else None
+
+    def do_evaluate():
+        doc = evaluate.evaluate(ws, run, threshold=options.threshold, batch_size=options.craft.batch_size,
+                                device=options.craft.device, progress=options.progress)
+        return headline(doc)
+
+    stage(5, "evaluate", eval_skip, do_evaluate)
+    if stop("evaluate"):
+        return timings
+
+    tr_skip = None
+    if not options.kinds:
+        tr_skip = "no transforms asked for"
+    elif not force and _has_transform_rows(metrics) and eval_skip:
+        tr_skip = "transform rows already in metrics.json"
+
+    def do_transforms():
+        doc = evaluate.evaluate_transforms(ws, run, kinds=list(options.kinds), seed=options.craft.seed,
+                                           threshold=options.threshold, batch_size=options.craft.batch_size,
+                                           device=options.craft.device, progress=options.progress,
+                                           grid=options.transform_grid)
+        n = sum(1 for r in doc["rows"] if r["stage"].startswith("transform:"))
+        return f"{n} transform rows ({', '.join(options.kinds)})"
+
+    stage(6, "transforms", tr_skip, do_transforms)
+    if stop("transforms"):
+        return timings
+
+    report_skip = "index.html is up to date" if not force and _newer([index], [manifest, ingest_json, metrics]) else None
+    stage(7, "report", report_skip, lambda: f"{report.build_report(ws, run)}")
+    return timings
+
+
+def _sha(path: Path) -> str | None:
+    from physical.workspace import sha256_file
+
+    return sha256_file(path) if path.exists() else None
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.0f}%"
+
+
+def headline(doc: dict) -> str:
+    """Clean vs adversarial top-1 and the destruction rate per attack at its largest ε."""
+    rows = [r for r in doc["rows"] if r.get("crafted_by", r["model"]) == r["model"] or "crafted_by" not in r]
+    avg = [r for r in rows if r["subset"] == "average" and r["stage"] in ("png", "photo")]
+    if not avg:
+        return "no rows"
+    largest = {}
+    for r in avg:
+        largest[r["attack"]] = max(largest.get(r["attack"], 0), r["eps"] or 0)
+    lines = []
+    for stage_name in ("png", "photo"):
+        sel = [r for r in avg if r["stage"] == stage_name and r["eps"] == largest[r["attack"]]]
+        if not sel:
+            continue
+        clean = sel[0]["clean_top1"]
+        parts = [f"{r['attack']}-eps{r['eps']:g} {_pct(r['adv_top1'])}" for r in sel]
+        lines.append(f"{'digital' if stage_name == 'png' else 'photo':<7} top-1: clean {_pct(clean)} | "
+                     + " ".join(parts))
+        if stage_name == "photo":
+            pre = {(r["attack"], r["eps"]): r for r in rows
+                   if r["subset"] == "prefiltered" and r["stage"] == "photo"}
+            parts = []
+            for r in sel:
+                p = pre.get((r["attack"], r["eps"]), {})
+                parts.append(f"{r['attack']} {_pct(r['destruction_top1'])} "
+                             f"(n={r['destruction_n']}; prefiltered {_pct(p.get('destruction_top1'))}, n={p.get('n', 0)})")
+            lines.append("destruction by the photo, top-1: " + "; ".join(parts))
+    return "\n".join(lines)
