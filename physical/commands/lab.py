@@ -55,10 +55,12 @@ def lab():
 @seed_option
 @click.option("--points", type=click.IntRange(1), default=100, show_default=True,
               help="Test points attacked with L-BFGS (a seeded sample every model gets right).")
+@click.option("--bisections", type=click.IntRange(0, 30), default=10, show_default=True,
+              help="Bisection steps of the search over log10 c in [-3, 3] (each one L-BFGS-B run per model).")
 @steps_option
 @force_option
 @click.pass_context
-def szegedy(ctx, data, out, seed, points, steps, force):
+def szegedy(ctx, data, out, seed, points, bisections, steps, force):
     """Szegedy et al. (2014): minimal targeted perturbations by box-constrained L-BFGS, the
     cross-model transfer table and Gaussian-noise rows at the same distortion."""
     from physical.lab import digits, page, transfer
@@ -66,7 +68,7 @@ def szegedy(ctx, data, out, seed, points, steps, force):
     out_dir = _out_dir(ctx, out, "szegedy", force)
     ds = digits.load_data(data, seed=seed)
     say = _say(ctx)
-    results = transfer.run(ds, seed=seed, points=points, steps=steps, progress=say)
+    results = transfer.run(ds, seed=seed, points=points, steps=steps, bisections=bisections, progress=say)
     path = page.write(out_dir, results, _command_line())
     click.echo(str(path))
 

@@ -13,7 +13,7 @@ import numpy as np
 from physical.workspace import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{max-width:1140px;margin:0 auto;padding:1em 1.5em 2em;background:#fff}
 h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
 th{background:#f3f3f3} td.l,th.l{text-align:left} .diag{font-weight:bold;background:#fff3d6}
@@ -22,7 +22,7 @@ code{background:#f5f5f5;padding:0 .2em}
 """
 
 BASE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title><style>{{ css }}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title><style>{{ css|safe }}</style></head>
 <body><h1>{{ title }}</h1>
 <p class="note">Command: <code>{{ command }}</code> · seed {{ r.seed }}{% if r.data is defined %} · data: {{ r.data.name }}
 ({{ r.data.source }}; {{ r.data.train }} train / {{ r.data.test }} test, {{ r.data.image_shape[0] }}×{{ r.data.image_shape[1] }}){% endif %}
@@ -63,6 +63,7 @@ scaled per image to exactly the stated distortion (after clipping to the box). D
 {% for v in row %}<td class="{{ 'diag' if loop.index0 == i else '' }}">{{ pct(v) }}</td>{% endfor %}
 <td>{{ "%.3f"|format(r.transfer.distortion[i]) if r.transfer.distortion[i] is not none else "–" }}</td></tr>{% endfor %}</table>
 <img class="plot" alt="transfer heat map" src="{{ plots.transfer }}">
+{% for n in r.noise_skipped %}<p class="note">Left out: {{ n.label }} — {{ n.reason }}.</p>{% endfor %}
 <h2>Examples</h2>
 <p class="note">First column: the clean test image (true label → target). Then the minimum-distortion example made on each model, and the perturbation (grey = 0).</p>
 <img class="plot" alt="adversarial examples" src="{{ plots.examples }}">
@@ -108,6 +109,17 @@ TEMPLATES = {"szegedy": SZEGEDY, "linearity": LINEARITY, "directions": DIRECTION
 TITLES = {"szegedy": "Minimal perturbations, transfer and noise (Szegedy et al. 2014)",
           "linearity": "FGSM and linearity (Goodfellow et al. 2015)",
           "directions": "Units vs random directions (Szegedy et al. 2014)"}
+
+
+def page_css() -> str:
+    """The report's stylesheet (physical/templates/report.css: one look across pages) when it is
+    there, then this page's own rules on top."""
+    shared = Path(__file__).resolve().parent.parent / "templates" / "report.css"
+    try:
+        base = shared.read_text(encoding="utf-8")
+    except OSError:
+        base = ""
+    return base + "\n/* physical lab */\n" + CSS
 
 
 def pct(v) -> str:
@@ -238,7 +250,7 @@ def write(out: str | Path, results: dict, command: str, images: np.ndarray | Non
     if exp == "szegedy":
         extra["dist_cells"] = ["%.3f" % a["avg_min_distortion"] if a["avg_min_distortion"] is not None else "–"
                                for a in pub["attacks"]]
-    html = tmpl.render(title=TITLES[exp], css=CSS, command=command, r=pub, plots=uris, **extra)
+    html = tmpl.render(title=TITLES[exp], css=page_css(), command=command, r=pub, plots=uris, **extra)
     # Rendered first, written after: a template error leaves no half-finished results behind.
     for name, data in plots.items():
         atomic_write_bytes(out / "plots" / f"{name}.png", data)
