@@ -235,6 +235,7 @@ def test_cli_directions_bad_input(tmp_path):
         Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     check_one_line_error(run_cli(tmp_path, "directions", "--images", str(folder)),
                          "--top 8 needs at least 8 images, found 3")
+    check_one_line_error(run_cli(tmp_path, "directions", "--images", str(tmp_path / "missing")), "is not a folder")
     check_one_line_error(run_cli(tmp_path, "directions", "--images", str(folder), "--top", "2",
                                  "--layer", "nope"), "no layer 'nope'", "valid layers:", "net.conv_stem")
     (folder / "notes.txt").write_text("not an image")

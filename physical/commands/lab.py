@@ -49,7 +49,7 @@ def lab():
     """
 
 
-@lab.command()
+@lab.command(short_help="L-BFGS minimal perturbations, transfer table with noise rows (Szegedy 2014).")
 @data_option
 @out_option
 @seed_option
@@ -65,15 +65,15 @@ def szegedy(ctx, data, out, seed, points, bisections, steps, force):
     cross-model transfer table and Gaussian-noise rows at the same distortion."""
     from physical.lab import digits, page, transfer
 
-    out_dir = _out_dir(ctx, out, "szegedy", force)
     ds = digits.load_data(data, seed=seed)
+    out_dir = _out_dir(ctx, out, "szegedy", force)
     say = _say(ctx)
     results = transfer.run(ds, seed=seed, points=points, steps=steps, bisections=bisections, progress=say)
     path = page.write(out_dir, results, _command_line())
     click.echo(str(path))
 
 
-@lab.command()
+@lab.command(short_help="FGSM error and wrong-class confidence vs eps, linear vs non-linear (Goodfellow 2015).")
 @data_option
 @out_option
 @seed_option
@@ -87,15 +87,15 @@ def linearity(ctx, data, out, seed, eps_max, steps, force):
     non-linear models, and the ε where the error reaches 90 %."""
     from physical.lab import digits, linearity as lin, page
 
-    out_dir = _out_dir(ctx, out, "linearity", force)
     ds = digits.load_data(data, seed=seed)
+    out_dir = _out_dir(ctx, out, "linearity", force)
     grid = [round(0.01 * i, 2) for i in range(int(round(eps_max / 0.01)) + 1)]
     results = lin.run(ds, seed=seed, eps_grid=grid, steps=steps, progress=_say(ctx))
     path = page.write(out_dir, results, _command_line())
     click.echo(str(path))
 
 
-@lab.command()
+@lab.command(short_help="Top images for single units vs random directions of a layer (Szegedy 2014).")
 @click.option("--images", required=True, type=click.Path(), help="Folder of images (searched recursively).")
 @click.option("--model", "model_spec", default="default", show_default=True, help="Model spec (see `physical craft --help`).")
 @click.option("--layer", default=None, help="Module name to read φ(x) from [default: the input of the last linear layer].")
@@ -111,10 +111,10 @@ def directions(ctx, images, model_spec, layer, top, units, out, seed, force):
 
     if top < 1:
         raise PhysicalError("--top must be at least 1")
-    out_dir = _out_dir(ctx, out, "directions", force)
     paths = dirs.list_images(images)
     if len(paths) < top:
         raise PhysicalError(f"--top {top} needs at least {top} images, found {len(paths)} in {images}")
+    out_dir = _out_dir(ctx, out, "directions", force)
     from physical.models import load_model, model_info
 
     model = load_model(model_spec)
