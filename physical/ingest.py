@@ -33,6 +33,27 @@ source PNG's size. Several photos of one printed image: every crop is kept
 
 Coordinates: photo pixels as displayed (EXIF applied), a pixel's top-left corner at its integer
 coordinate; page millimetres from the top-left corner (docs/internals.md).
+
+captures/<run>/ingest.json (schema 1; rewritten atomically after every photo)::
+
+    {"schema": 1, "run": "r1", "layout_sha256": "…", "crop_rule": "…", "used_rule": "…",
+     "photos": [{"file": "photos/p1.jpg" (relative to captures/<run>/, else absolute), "sha256": "…",
+                 "status": "accepted" | "rejected", "reason": null | "no markers found" |
+                 "markers of another run: …" | "unknown markers: …" | "image partly out of frame" |
+                 "too few markers around the image (…)" | "not an image (…)" |
+                 "unreadable (truncated or corrupt: …)" | "over decompression limit (…)" | …,
+                 "page": 1, "pages": [1], "slots_found": 6, "size": [w, h] (displayed),
+                 "exif_orientation": 1, "markers_found": 24, "detect_scale": 0.5, "detect_pass": "fast",
+                 "slots_rejected": [{"page", "slot", "image_id", "variant", "reason"}],
+                 "seconds": 0.4, "cpu_seconds": 0.4}],
+     "crops": [{"image_id", "variant", "file": "crops/<id>/<variant>[-<n>].png", "photo", "photo_sha256",
+                "page", "slot", "corners_px": 4x2 (image corners TL, TR, BR, BL in the photo),
+                "homography_mm_to_px": 3x3, "points", "extra_points", "markers_found",
+                "markers_expected", "reprojection_error_px" (RMS over the points used),
+                "sharpness", "warp_px": [w, h], "used": bool}],
+     "sessions": [{"time", "photos_dir", "files", "new", "already_ingested", "read", "accepted",
+                   "rejected", "reasons": {kind: n}, "seconds", "note"?}],
+     "summary": {"read", "accepted", "rejected", "reasons", "printed", "visible", "recovered", "crops"}}
 """
 from __future__ import annotations
 

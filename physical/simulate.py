@@ -30,7 +30,17 @@ with the top-left pixel's top-left corner at (0, 0), pixel centres at integer + 
 is stored in the photo as displayed (EXIF orientation applied), which is how ingest reads it.
 
 Ground truth goes to captures/<run>/simulated.json; `page_to_photo` maps page millimetres to photo
-pixels with it (the homography, then the lens distortion).
+pixels with it (the homography, then the lens distortion)::
+
+    {"schema": 1, "run", "pdf_sha256", "layout_sha256", "preset", "seed", "photos_per_page",
+     "resolution": [long, short], "presets": {name: ranges}, "coordinates": "…",
+     "pages": [{"page", "size_mm", "render_dpi", "printer": {gamma, paper_white_bgr, black,
+                saturation, ink_blur_mm}}],
+     "photos": [{"file": "photos/sim-p01-1.jpg", "sha256", "page", "size": [w, h] as displayed,
+                 "exif_orientation", "homography_mm_to_px": 3x3 (page mm → undistorted px),
+                 "distortion": {"model", "k1", "k2", "centre", "radius"}, "camera": {all drawn values},
+                 "slots": [{"slot", "image_id", "variant", "corners_px": 4x2 (TL, TR, BR, BL),
+                            "image_in_frame", "markers_in_frame", "markers", "fully_visible"}]}]}
 """
 from __future__ import annotations
 
