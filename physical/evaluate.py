@@ -464,9 +464,10 @@ def evaluate(ws: Workspace, run: str, models: Sequence[str] | None = None, thres
 def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = None, seed: int = 0,
                         models: Sequence[str] | None = None, threshold: float = 0.8, batch_size: int = 32,
                         device: str = "auto", labels: str | None = None, progress: bool = True,
-                        grid: dict | None = None) -> dict:
+                        grid: dict | None = None, eps: Sequence[float] | None = None) -> dict:
     """Paper Section 4: every PNG (clean and adversarial) under each transform of the grid,
-    classified; rows `transform:<kind>:<value>` merged into reports/<run>/metrics.json."""
+    classified; rows `transform:<kind>:<value>` merged into reports/<run>/metrics.json.
+    `eps`: only the adversarial variants at these ε (the paper used ε = 16 alone); None: all."""
     from physical import transforms as T
 
     try:
@@ -480,7 +481,14 @@ def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = N
     grid = {k: list((grid or T.GRID)[k]) for k in kinds}
     data = load_run(ws, run)
     ems = prepare_models(data, models, device, labels, need_model=True)
-    keys = sorted(data.files)
+    keep_eps = None if eps is None else {float(e) for e in eps}
+    if keep_eps is not None and not any(v["eps"] is not None and float(v["eps"]) in keep_eps for v in data.variants):
+        crafted = sorted({float(v["eps"]) for v in data.variants if v["eps"] is not None})
+        raise PhysicalError(f"run {run!r} has no variant at ε = {', '.join(f'{e:g}' for e in sorted(keep_eps))} "
+                            f"(crafted: {', '.join(f'{e:g}' for e in crafted)})")
+    eps_of = {v["name"]: v["eps"] for v in data.variants}
+    keys = sorted(k for k in data.files
+                  if keep_eps is None or k[1] == "clean" or float(eps_of.get(k[1]) or -1) in keep_eps)
     items = [(key, kind, value) for key in keys for kind in kinds for value in grid[kind]]
     @lru_cache(maxsize=128)             # items come grouped by PNG: each is decoded once (thread-safe)
     def decoded(key):
@@ -509,6 +517,7 @@ def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = N
                 rows += stage_rows(em, data, T.stage_name(kind, value), digital, sp, present, threshold,
                                    transform=kind, transform_value=_num(value))
     block = {"seed": int(seed), "kinds": kinds, "grid": {k: [_num(v) for v in vs] for k, vs in grid.items()},
+             "eps": None if keep_eps is None else sorted(keep_eps),
              "ops": {k: T.OPS[k] for k in kinds}, "threshold": threshold, "models": [em.spec for em in ems],
              "manifest_sha256": data.manifest_sha256,
              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

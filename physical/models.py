@@ -64,6 +64,7 @@ class Classifier(nn.Module):
         self.wnids = list(wnids) if wnids is not None else [None] * self.num_classes
         self.eval()
         self.requires_grad_(False)
+        self.batchnorm_folded = fold_batchnorm(self.net, self.input_size)
 
     def train(self, mode: bool = True):
         # Attacks and evaluation need BatchNorm's running statistics: this wrapper never trains
@@ -77,6 +78,49 @@ class Classifier(nn.Module):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=True)
         return self.net((x - self.mean) / self.std)
+
+
+def _fold_pairs(net: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv name, bn name) for every Conv2d registered right before a BatchNorm2d."""
+    pairs = []
+    for parent in net.modules():
+        names = list(parent._modules)
+        for a, b in zip(names, names[1:]):
+            if isinstance(parent._modules[a], nn.Conv2d) and isinstance(parent._modules[b], nn.BatchNorm2d):
+                pairs.append((parent, a, b))
+    return pairs
+
+
+@torch.no_grad()
+def fold_batchnorm(net: nn.Module, input_size: int) -> bool:
+    """Fold eval-mode BatchNorm into the convolution before it: the same function with one pass
+    over memory less per layer, ~1.5× faster forward+backward on CPU. Registration order is only
+    a hint of data flow, so the folded network is checked against the original on a random input
+    and the fold is undone unless the logits agree. Returns whether the fold was kept."""
+    pairs = _fold_pairs(net)
+    if not pairs:
+        return False
+    x = torch.rand(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    before = net(x)
+    saved = []
+    for parent, a, b in pairs:
+        conv, bn = parent._modules[a], parent._modules[b]
+        saved.append((parent, a, b, conv.weight, conv.bias, bn))
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+        conv.bias = nn.Parameter(bias * scale + shift, requires_grad=False)
+        # timm's BatchNormAct2d carries its activation (and dropout): keep those.
+        rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
+        parent._modules[b] = nn.Sequential(*rest) if rest else nn.Identity()
+    after = net(x)
+    if torch.allclose(before, after, rtol=1e-3, atol=1e-3 * float(before.abs().max()) + 1e-5):
+        return True
+    for parent, a, b, weight, bias, bn in saved:  # not a plain conv→bn chain somewhere: undo
+        parent._modules[a].weight, parent._modules[a].bias = weight, bias
+        parent._modules[b] = bn
+    return False
 
 
 def _infer_num_classes(net: nn.Module, input_size: int) -> int:
@@ -244,7 +288,7 @@ def model_info(model: Classifier) -> dict:
     """What the manifest records about a model."""
     return {"spec": model.spec, "arch": model.arch, "weights_sha256": model.weights_sha256,
             "input_size": model.input_size, "num_classes": model.num_classes,
-            "preprocessing": model.preprocessing}
+            "preprocessing": model.preprocessing, "batchnorm_folded": model.batchnorm_folded}
 
 
 def to_tensor(images) -> torch.Tensor:

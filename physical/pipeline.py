@@ -173,9 +173,9 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
         doc = evaluate.evaluate_transforms(ws, run, kinds=list(options.kinds), seed=options.craft.seed,
                                            threshold=options.threshold, batch_size=options.craft.batch_size,
                                            device=options.craft.device, progress=options.progress,
-                                           grid=options.transform_grid)
+                                           grid=options.transform_grid, eps=[max(options.craft.eps)])
         n = sum(1 for r in doc["rows"] if r["stage"].startswith("transform:"))
-        return f"{n} transform rows ({', '.join(options.kinds)})"
+        return f"{n} transform rows ({', '.join(options.kinds)}; ε = {max(options.craft.eps):g} as in the paper)"
 
     stage(6, "transforms", tr_skip, do_transforms)
     if stop("transforms"):

@@ -81,3 +81,46 @@ def test_local_checkpoint_loads_with_weights_only(tmp_path):
         assert torch.allclose(model(x), net.eval()((x / 255 - model.mean / 255) / (model.std / 255)), atol=1e-4)
     with pytest.raises(PhysicalError, match="--arch"):
         load_model(str(path))
+
+
+class OrderLies(torch.nn.Module):
+    """conv and bn registered next to each other, but the bn normalises the input, not the conv's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.bn = torch.nn.BatchNorm2d(3)
+        with torch.no_grad():
+            self.bn.running_mean.fill_(0.3)
+            self.bn.running_var.fill_(2.0)
+        self.eval()
+
+    def forward(self, x):
+        return (self.conv(x) + self.bn(x)).mean(dim=(2, 3))
+
+
+def test_batchnorm_fold_keeps_the_function_and_is_undone_when_order_lies():
+    from physical.models import fold_batchnorm
+
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU()).eval()
+    with torch.no_grad():
+        conv[1].running_mean.uniform_(-1, 1)
+        conv[1].running_var.uniform_(0.5, 2)
+        conv[1].weight.uniform_(0.5, 2)
+        conv[1].bias.uniform_(-1, 1)
+    x = torch.rand(2, 3, 8, 8)
+    expected = conv(x)
+    assert fold_batchnorm(conv, 8)
+    assert isinstance(conv[1], torch.nn.Identity)
+    assert torch.allclose(conv(x), expected, atol=1e-5)
+
+    liar = OrderLies()
+    expected = liar(x)
+    assert not fold_batchnorm(liar, 8)
+    assert isinstance(liar.bn, torch.nn.BatchNorm2d) and torch.allclose(liar(x), expected)
+
+
+def test_default_model_is_folded(default_model):
+    assert default_model.batchnorm_folded
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in default_model.modules())

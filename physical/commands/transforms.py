@@ -11,6 +11,8 @@ from physical.commands.options import batch_size_option, device_option, run_opti
 @click.option("--kinds", default="brightness,contrast,blur,noise,jpeg", show_default=True,
               help="Comma-separated transforms to apply.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the Gaussian noise transform.")
+@click.option("--eps", "eps", default=None, metavar="LIST",
+              help="Only the adversarial variants at these ε, e.g. 16 (the paper's Section 4). Default: all.")
 @click.option("--model", "models", multiple=True, metavar="SPEC",
               help="Evaluating model (repeatable). Default: the model that crafted the run.")
 @click.option("--threshold", type=float, default=0.8, show_default=True,
@@ -20,7 +22,7 @@ from physical.commands.options import batch_size_option, device_option, run_opti
 @batch_size_option
 @device_option
 @click.pass_context
-def transforms(ctx, run, kinds, seed, models, threshold, labels, batch_size, device):
+def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device):
     """Apply brightness, contrast, Gaussian blur, Gaussian noise and JPEG over the grids of
     docs/metrics.md to every clean and adversarial PNG, and measure the destruction rate of each.
     The rows (stage `transform:<kind>:<value>`) are merged into reports/<run>/metrics.json:
@@ -41,12 +43,19 @@ def transforms(ctx, run, kinds, seed, models, threshold, labels, batch_size, dev
         raise PhysicalError(str(exc)) from None
     from physical.evaluate import evaluate_transforms
 
+    eps_list = None
+    if eps:
+        try:
+            eps_list = [float(e) for e in eps.split(",") if e.strip()]
+        except ValueError:
+            raise PhysicalError(f"--eps must be a comma list of numbers, got {eps!r}") from None
+
     obj = ctx.obj or {}
     ws = obj["workspace"]
     quiet = obj.get("quiet", False)
     doc = evaluate_transforms(ws, run, kinds=kind_list, seed=seed, models=list(models) or None,
                               threshold=threshold, batch_size=batch_size, device=device, labels=labels,
-                              progress=not quiet)
+                              progress=not quiet, eps=eps_list)
     if not quiet:
         click.echo(transforms_table(doc, kind_list))
         click.echo(f"wrote {ws.reports(run) / 'metrics.json'} ({sum(1 for r in doc['rows'] if r['stage'].startswith('transform:'))} transform rows)")
