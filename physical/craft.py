@@ -203,7 +203,8 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         reasons = "; ".join(sorted({s["reason"] for s in manifest["skipped"]}))[:300]
         raise PhysicalError(f"no image could be read from {options.images} ({reasons})")
     manifest["summary"] = summarize(manifest)
-    atomic_write_json(manifest_path, manifest)
+    if manifest != old:  # an unchanged manifest keeps its mtime: later stages see nothing new
+        atomic_write_json(manifest_path, manifest)
     return manifest
 
 

@@ -58,6 +58,16 @@ def _photos(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
 
 
+def _new_photos(folder: Path, ingest_json: Path) -> bool:
+    """Whether the folder holds a photo ingest has not seen (ingest.json records each photo's sha256)."""
+    if not ingest_json.exists():
+        return True
+    from physical.workspace import sha256_file
+
+    seen = {p.get("sha256") for p in read_json(ingest_json).get("photos", [])}
+    return any(sha256_file(p) not in seen for p in _photos(folder))
+
+
 def _has_transform_rows(metrics: Path) -> bool:
     if not metrics.exists():
         return False
@@ -139,6 +149,8 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     if not _photos(photo_dir):
         ingest_skip = (f"no photos in {photo_dir} yet: print {pdf}, photograph every sheet, put the photos "
                        f"there and run this command again")
+    elif not force and sim_skip is not None and not _new_photos(photo_dir, ingest_json):
+        ingest_skip = f"every photo in {photo_dir} is ingested already"
     else:
         ingest_skip = None
 
