@@ -1,6 +1,6 @@
 """Time `physical demo` stage by stage, in a fresh temporary workspace.
 
-    python benchmarks/demo_time.py [--full] [--keep DIR]
+    python benchmarks/demo_time.py [--quick] [--keep DIR]
 
 Prints each stage's wall time and the total (the issue's budget: 3 minutes on 2 CPU cores).
 """
@@ -15,12 +15,12 @@ from physical.cli import main
 
 def run():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--full", action="store_true", help="physical demo --full")
+    parser.add_argument("--quick", action="store_true", help="physical demo --quick")
     parser.add_argument("--keep", default=None, help="workspace folder to use (kept afterwards)")
     args = parser.parse_args()
     workspace = args.keep or tempfile.mkdtemp(prefix="physical-demo-")
     start = time.perf_counter()
-    result = CliRunner().invoke(main, ["--workspace", workspace, "-q", "demo", *(["--full"] if args.full else [])])
+    result = CliRunner().invoke(main, ["--workspace", workspace, "-q", "demo", *(["--quick"] if args.quick else [])])
     total = time.perf_counter() - start
     if result.exit_code != 0:
         raise SystemExit(result.output)

@@ -291,7 +291,12 @@ def summarize(manifest: dict) -> dict:
 
 def summary_line(manifest: dict, folder) -> str:
     s = manifest["summary"]
-    adv = " ".join(f"{v} {100 * t:.0f}%" for v, t in s["adv_top1"].items() if t is not None)
+    by_attack: dict[str, list[str]] = {}
+    for variant, top1 in s["adv_top1"].items():
+        if top1 is not None:
+            attack, eps = atk.parse_variant(variant)
+            by_attack.setdefault(attack, []).append(f"{eps:g}: {100 * top1:.0f}%")
+    adv = "; ".join(f"{attack} ε {', '.join(parts)}" for attack, parts in by_attack.items())
     return (f"crafted {s['images']} images ({s['skipped']} skipped) → {folder}\n"
-            f"top-1: clean {100 * s['clean_top1']:.0f}% | {adv}\n"
+            f"top-1 accuracy: clean {100 * s['clean_top1']:.0f}% | {adv}\n"
             f"quantisation to 8-bit PNG flipped {s['quantization_flips']} of {s['adversarial_pngs']} adversarial predictions")

@@ -81,12 +81,12 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
     },
     "typical": {
         "tilt_deg": (0, 30), "fill": (0.5, 0.9), "position": (0.0, 1.0), "focal": (0.75, 0.85),
-        "k1": (-0.03, 0.03), "defocus_px": (0.0, 2.0), "motion_px": (0.0, 3.0),
-        "exposure": (0.8, 1.1), "gradient": (0.0, 0.25), "vignetting": (0.0, 0.25),
-        "white_balance": (-0.08, 0.08), "shot_noise": (0.1, 0.5), "read_noise": (1.0, 3.0),
-        "jpeg_quality": (85, 95),
-        "gamma": (1.05, 1.3), "paper_white": (0.88, 0.96), "black": (0.05, 0.12),
-        "saturation": (0.8, 0.95), "ink_blur_mm": (0.03, 0.08),
+        "k1": (-0.03, 0.03), "defocus_px": (0.0, 1.2), "motion_px": (0.0, 2.0),
+        "exposure": (0.85, 1.1), "gradient": (0.0, 0.2), "vignetting": (0.0, 0.2),
+        "white_balance": (-0.05, 0.05), "shot_noise": (0.1, 0.4), "read_noise": (1.0, 2.5),
+        "jpeg_quality": (88, 95),
+        "gamma": (1.0, 1.2), "paper_white": (0.9, 0.97), "black": (0.04, 0.1),
+        "saturation": (0.85, 0.97), "ink_blur_mm": (0.02, 0.06),
     },
     "harsh": {
         "tilt_deg": (10, 45), "fill": (0.55, 1.05), "position": (-0.3, 1.3), "focal": (0.7, 0.85),
