@@ -432,7 +432,7 @@ def evaluate(ws: Workspace, run: str, models: Sequence[str] | None = None, thres
     if photos.status == "missing":
         log.info(photos.message)
     ems = prepare_models(data, models, device, labels, need_model=photos.status == "ok")
-    rows, clean_rates = [], {}
+    rows, clean_rates, crop_predictions = [], {}, []
     for em in ems:
         digital = png_predictions(em, data, batch_size, progress)
         rows += stage_rows(em, data, "png", digital, digital, data.present, threshold)
@@ -442,6 +442,11 @@ def evaluate(ws: Workspace, run: str, models: Sequence[str] | None = None, thres
             keys = sorted(photos.files)
             preds = predict_items(em.get(), keys, lambda k: read_png(photos.files[k]), batch_size,
                                   desc=f"{em.spec}: photo crops", progress=progress)
+            # Every crop's prediction, so the report's gallery never has to load a model.
+            crop_predictions += [{"model": em.spec, "image_id": data.ids[i], "variant": variant, "stage": "photo",
+                                  "top5": [int(c) for c in preds.top5[j]],
+                                  "prob5": [round(float(q), 6) for q in preds.prob5[j]]}
+                                 for j, (i, variant) in enumerate(keys)]
             scattered = _scatter(keys, preds, len(data.ids), data.manifest_preds)
             sp = {name: p for name, (p, _) in scattered.items()}
             present = {name: m for name, (_, m) in scattered.items()}
@@ -455,6 +460,7 @@ def evaluate(ws: Workspace, run: str, models: Sequence[str] | None = None, thres
         "rows": rows,
         "transfer": transfer_matrix(data, ems, rows, clean_rates),
         "transforms": None,
+        "predictions": crop_predictions,
     }
     doc = merge_with_existing(ws, run, doc, keep="transforms")
     write_metrics(ws, run, doc)
