@@ -70,6 +70,12 @@ def test_whole_loop_on_two_bundled_photos(tmp_path, cached_model):
             assert (attack, 16, stage, "prefiltered") in stages
     photo = [r for r in metrics["rows"] if r["stage"] == "photo" and r["subset"] == "average"]
     assert all(r["n"] == 2 for r in photo)
+    # Each used crop's prediction is stored (the report's gallery reads them), consistent with the rows.
+    stored = {(p["image_id"], p["variant"]): p for p in metrics["predictions"]}
+    assert set(stored) == used
+    labels = {e["id"]: e["label"]["index"] for e in manifest["images"]}
+    clean_photo_top1 = sum(stored[(i, "clean")]["top5"][0] == labels[i] for i in labels) / len(labels)
+    assert clean_photo_top1 == pytest.approx(photo[0]["clean_top1"])
 
     # The report links only files that exist inside its own folder.
     index = tmp_path / "reports/e2e/index.html"
