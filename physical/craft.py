@@ -98,14 +98,13 @@ def _check_compatible(old: dict, info: dict, settings: dict, run: str) -> None:
         before = old.get("attacks", {}).get(name)
         if before is None:
             continue
-        for key in ("alpha", "steps", "steps_rule"):
-            shared = {k: v for k, v in (before.get(key) or {}).items() if k in entry.get(key, {})} \
-                if key == "steps" and isinstance(before.get(key), dict) else before.get(key)
-            now = {k: v for k, v in entry.get(key, {}).items() if k in shared} \
-                if key == "steps" and isinstance(entry.get(key), dict) else entry.get(key)
-            if shared != now:
-                raise PhysicalError(f"run {run!r} made {name} with other settings ({key}: {before.get(key)} "
-                                    f"vs {entry.get(key)}); use --force, or another --run")
+        # Steps are per ε: only the ε values both runs made must agree.
+        shared = set(before.get("steps", {})) & set(entry.get("steps", {}))
+        for key, then, now in [("alpha", before.get("alpha"), entry.get("alpha")),
+                               *[(f"steps at ε {e}", before["steps"][e], entry["steps"][e]) for e in sorted(shared)]]:
+            if then != now:
+                raise PhysicalError(f"run {run!r} made {name} with other settings ({key}: {then} vs {now}); "
+                                    "use --force, or another --run")
 
 
 def _merge_attacks(old: dict, new: dict) -> dict:

@@ -165,3 +165,12 @@ def test_unreadable_files_are_skipped_with_a_reason_when_others_are_fine(tmp_pat
     manifest = json.loads((tmp_path / "printouts/r1/manifest.json").read_text())
     assert [e["id"] for e in manifest["images"]] == ["n07920052_ok"]
     assert "unreadable" in manifest["skipped"][0]["reason"] or "not an image" in manifest["skipped"][0]["reason"]
+
+
+def test_craft_refuses_other_attack_settings_in_the_same_run(tmp_path, photo_folder, cached_model):
+    args = ["craft", "--images", str(photo_folder), "--run", "r1", "--attacks", "bim", "--eps", "2"]
+    assert run_cli(tmp_path, *args).exit_code == 0
+    result = run_cli(tmp_path, *args, "--steps", "1")
+    assert result.exit_code == 1 and "steps at ε 2: 2 vs 1" in result.output
+    result = run_cli(tmp_path, *args, "--alpha", "0.5")
+    assert result.exit_code == 1 and "alpha" in result.output
