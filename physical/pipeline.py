@@ -169,7 +169,7 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     def do_evaluate():
         doc = evaluate.evaluate(ws, run, threshold=options.threshold, batch_size=options.craft.batch_size,
                                 device=options.craft.device, progress=options.progress)
-        return headline(doc)
+        return f"{len(doc['rows'])} rows → {metrics}"
 
     stage(5, "evaluate", eval_skip, do_evaluate)
     if stop("evaluate"):
@@ -202,6 +202,18 @@ def _sha(path: Path) -> str | None:
     from physical.workspace import sha256_file
 
     return sha256_file(path) if path.exists() else None
+
+
+def closing_lines(ws: Workspace, run: str) -> list[str]:
+    """The headline numbers (from metrics.json, however old) and the report's path."""
+    lines = []
+    metrics = ws.reports(run) / "metrics.json"
+    if metrics.exists():
+        lines += ["headline, each attack at its largest ε:"] + ["  " + line for line in headline(read_json(metrics)).splitlines()]
+    index = ws.reports(run) / "index.html"
+    if index.exists():
+        lines.append(f"report: {index}")
+    return lines
 
 
 def _pct(v) -> str:

@@ -36,5 +36,8 @@ def demo(ctx, run, preset, quick, device, force):
     click.echo(f"physical demo: {len(__import__('physical.data', fromlist=['x']).DEMO_IMAGES)} bundled photos, "
                f"attacks fgsm/bim/ill/noise at ε = {', '.join(f'{e:g}' for e in eps)}, simulated print + phone "
                f"({preset}); workspace {ws.root}")
+    from physical.pipeline import closing_lines
+
     run_pipeline(ws, run, options, echo=click.echo)
-    click.echo(f"report: {ws.reports(run) / 'index.html'}")
+    for line in closing_lines(ws, run):
+        click.echo(line)

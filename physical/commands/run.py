@@ -62,7 +62,9 @@ def run(ctx, images, labels, run, attacks, eps, limit, seed, model, batch_size, 
     options = PipelineOptions(craft=craft, paper=paper, image_mm=image_mm, photos=photos, simulate=simulate,
                               preset=preset, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
                               stop_after=stop_after, force=force, progress=not quiet)
+    from physical.pipeline import closing_lines
+
     run_pipeline(ws, run, options, echo=click.echo)
-    index = ws.reports(run) / "index.html"
-    if index.exists() and not stop_after:
-        click.echo(f"report: {index}")
+    if not stop_after:
+        for line in closing_lines(ws, run):
+            click.echo(line)
