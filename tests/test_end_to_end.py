@@ -120,3 +120,16 @@ def test_run_stops_after_layout_then_finishes_with_photos(tmp_path, cached_model
     metrics = json.loads((tmp_path / "reports/r1/metrics.json").read_text())
     assert "photo" in {r["stage"] for r in metrics["rows"]}
     assert (tmp_path / "reports/r1/index.html").exists()
+
+
+@pytest.mark.slow
+def test_demo_command_runs_offline_and_ends_with_headline_and_report(tmp_path, cached_model):
+    result = CliRunner().invoke(main, ["--workspace", str(tmp_path), "-q", "demo", "--quick"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert sum(line.startswith("[") for line in lines) == 7  # one line per stage
+    assert any(line.startswith("  digital top-1: clean") for line in lines)
+    assert any(line.startswith("  photo   top-1: clean") for line in lines)
+    assert any("destruction by the photo" in line for line in lines)
+    assert lines[-1] == f"report: {tmp_path / 'reports/demo/index.html'}"
+    assert (tmp_path / "reports/demo/index.html").exists()
