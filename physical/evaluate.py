@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from physical.errors import PhysicalError
-from physical.metrics import Preds, check_threshold, fraction, correct, prefilter, stage_metrics
+from physical.metrics import Preds, check_threshold, correct, fraction, prefilter, stage_metrics
+from physical.quantize import read_png
 from physical.workspace import (SCHEMA_VERSION, Workspace, atomic_write_json, atomic_write_text,
                                 package_versions, read_json, sha256_file)
 
@@ -269,11 +269,6 @@ def _map_labels(em: EvalModel, data: RunData, labels_file: str | None) -> None:
 
 
 # ----------------------------------------------------------------------------- prediction
-def read_png(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB")).copy()
-
-
 def predict_items(model, items: Sequence, load: Callable[[object], np.ndarray], batch_size: int = 32,
                   desc: str = "evaluating", progress: bool = True, workers: int | None = None) -> Preds:
     """Top-5 predictions of `model` on `load(item)` for every item, batched under inference mode.
