@@ -833,9 +833,11 @@ def _pred_view(pred: dict | None, label: int | None, names: ClassNames) -> dict 
             "in_top5": (label in top5) if isinstance(label, int) else None}
 
 
-def _stored_crop_predictions(metrics: dict | None, out: Path) -> dict[tuple[str, str], dict]:
+def _stored_crop_predictions(metrics: dict | None, out: Path, model: str | None = None
+                             ) -> dict[tuple[str, str], dict]:
     """Per-crop predictions when evaluate stored them: a `predictions` list in metrics.json or
-    reports/<run>/predictions.json, records {image_id, variant, stage: "photo", top5, prob5}."""
+    reports/<run>/predictions.json, records {model, image_id, variant, stage: "photo", top5, prob5}.
+    Only `model`'s (the crafting model's) when given: evaluate stores one record per model."""
     preds = (metrics or {}).get("predictions")
     if not isinstance(preds, list) and (out / "predictions.json").is_file():
         try:
@@ -846,7 +848,8 @@ def _stored_crop_predictions(metrics: dict | None, out: Path) -> dict[tuple[str,
     result = {}
     if isinstance(preds, list):
         for p in preds:
-            if isinstance(p, dict) and p.get("stage", "photo") == "photo" and p.get("top5"):
+            if isinstance(p, dict) and p.get("stage", "photo") == "photo" and p.get("top5") \
+                    and (model is None or str(p.get("model", model)) == model):
                 result.setdefault((str(p.get("image_id")), str(p.get("variant"))), p)
     return result
 
@@ -895,7 +898,7 @@ def galleries(ws: Workspace, run: str, manifest: dict, ingest: dict | None, metr
     variants = list(manifest.get("variants") or [])
     images = manifest.get("images") or []
     chosen = choose_sample(manifest, sample, {image_id for image_id, _ in used_crops})
-    crop_preds = _stored_crop_predictions(metrics, assets.out)
+    crop_preds = _stored_crop_predictions(metrics, assets.out, (manifest.get("model") or {}).get("spec"))
     if classify and not crop_preds:
         sample_ids = {str(images[i].get("id")) for i in chosen}
         crop_preds = classify_crops(manifest, {k: p for k, p in used_crops.items() if k[0] in sample_ids})
