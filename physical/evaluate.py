@@ -101,6 +101,15 @@ def load_run(ws: Workspace, run: str) -> RunData:
                    variants=variants, files=files, manifest_preds=preds, present=present, preds_complete=complete)
 
 
+def _read_png(path: Path) -> np.ndarray:
+    """A crafted PNG or a photo crop as uint8 H×W×3; a missing or broken file is a PhysicalError."""
+    try:
+        return read_png(path)
+    except OSError as exc:
+        raise PhysicalError(f"cannot read {path} ({exc.strerror or exc}): re-run the stage that wrote it "
+                            "(`physical craft` for PNGs, `physical ingest --force` for crops)") from None
+
+
 def _num(x):
     x = float(x)
     return int(x) if x.is_integer() else x
@@ -327,7 +336,7 @@ def png_predictions(em: EvalModel, data: RunData, batch_size: int = 32, progress
     if em.crafting:
         return dict(data.manifest_preds)
     keys = sorted(data.files)
-    preds = predict_items(em.get(), keys, lambda k: read_png(data.files[k]), batch_size,
+    preds = predict_items(em.get(), keys, lambda k: _read_png(data.files[k]), batch_size,
                           desc=f"{em.spec}: PNGs", progress=progress)
     return {name: p for name, (p, _) in _scatter(keys, preds, len(data.ids), data.manifest_preds).items()}
 
@@ -435,7 +444,7 @@ def evaluate(ws: Workspace, run: str, models: Sequence[str] | None = None, thres
                                                          em.labels[em.valid & data.present["clean"]], 1))
         if photos.status == "ok":
             keys = sorted(photos.files)
-            preds = predict_items(em.get(), keys, lambda k: read_png(photos.files[k]), batch_size,
+            preds = predict_items(em.get(), keys, lambda k: _read_png(photos.files[k]), batch_size,
                                   desc=f"{em.spec}: photo crops", progress=progress)
             # Every crop's prediction, so the report's gallery never has to load a model.
             crop_predictions += [{"model": em.spec, "image_id": data.ids[i], "variant": variant, "stage": "photo",
@@ -493,7 +502,7 @@ def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = N
     items = [(key, kind, value) for key in keys for kind in kinds for value in grid[kind]]
     @lru_cache(maxsize=128)             # items come grouped by PNG: each is decoded once (thread-safe)
     def decoded(key):
-        return read_png(data.files[key])
+        return _read_png(data.files[key])
 
     @lru_cache(maxsize=128)
     def field(key):

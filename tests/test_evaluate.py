@@ -271,3 +271,10 @@ def test_transforms_merge_and_rerun_replace(tmp_path, models):
 def test_transforms_rejects_unknown_kind(fake_run):
     res = invoke(fake_run, "transforms", "--run", "t", "--kinds", "sharpen")
     assert res.exit_code == 1 and "unknown transform 'sharpen'" in res.output
+
+
+def test_missing_png_is_one_line_error(fake_run, models):
+    (fake_run.printouts("t") / "images" / "img1" / "fgsm-eps16.png").unlink()
+    res = invoke(fake_run, "evaluate", "--run", "t", "--model", "tiny1000")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "cannot read" in res.output and "fgsm-eps16.png" in res.output
