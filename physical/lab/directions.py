@@ -9,16 +9,14 @@ scaled to unit length. Images are uint8 at the model's input size, fed as float 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from physical.data import IMAGE_SUFFIXES, load_image
 from physical.errors import PhysicalError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -30,7 +28,7 @@ def resolve_layer(model: nn.Module, layer: str | None) -> tuple[str, nn.Module, 
     the last nn.Linear. Unknown names are a PhysicalError listing the valid ones."""
     modules = dict(model.named_modules())
     if layer:
-        if layer not in modules or not layer:
+        if layer not in modules:
             names = layer_names(model)
             raise PhysicalError(f"the model has no layer {layer!r}; valid layers: {', '.join(names)}")
         return layer, modules[layer], False
@@ -84,33 +82,12 @@ def list_images(folder: str) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _load(path: Path, crop: int, resize: int) -> np.ndarray:
-    try:
-        from physical.data import load_image
-    except ImportError:   # physical.data is another stage's module; keep a minimal fallback
-        load_image = None
-    if load_image is not None:
-        return load_image(str(path), crop, resize)
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"unreadable image ({exc})") from None
-    w, h = im.size
-    s = resize / min(w, h)
-    im = im.resize((max(crop, round(w * s)), max(crop, round(h * s))), Image.BICUBIC)
-    left, top = (im.width - crop) // 2, (im.height - crop) // 2
-    return np.asarray(im.crop((left, top, left + crop, top + crop)), dtype=np.uint8).copy()
-
-
 def load_images(paths, crop: int, resize: int):
     """(uint8 N×crop×crop×3, kept paths, skipped [(path, reason)])."""
     arrays, kept, skipped = [], [], []
     for p in paths:
         try:
-            arrays.append(_load(p, crop, resize))
+            arrays.append(load_image(str(p), crop, resize))
             kept.append(p)
         except ValueError as exc:
             skipped.append((str(p), str(exc)))
