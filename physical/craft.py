@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from physical import attacks as atk
-from physical.data import ClassTable, Item, collect, load_image
+from physical.data import ClassTable, collect, load_image
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
 from physical.quantize import decode_png, encode_png, quantization_error, to_uint8

@@ -5,15 +5,6 @@ from physical.commands.craft import _csv_list, _eps_list
 from physical.commands.options import batch_size_option, device_option, model_option, run_option
 
 
-def _resolution(ctx, param, value):
-    from physical.simulate import parse_resolution
-
-    try:
-        return parse_resolution(value)
-    except Exception as exc:  # parse_resolution raises PhysicalError/ValueError with the reason
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.command(short_help="Run the whole loop on your images; skips stages already done.")
 @click.option("--images", default="demo", show_default=True, metavar="DIR|demo", help="Folder of images, or 'demo'.")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None, help="CSV of 'file,label' rows.")
