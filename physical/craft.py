@@ -156,7 +156,9 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         old = None
     if old is not None:
         _check_compatible(old, info, settings, run)
-        if old.get("seed") != options.seed and any(a in ("noise", "gauss") for a in options.attacks):
+        # The seed made the noise baselines: already saved ones (kept in the merged manifest) count too.
+        seeded = set(options.attacks) | set(old.get("attacks") or {})
+        if old.get("seed") != options.seed and seeded & {"noise", "gauss"}:
             raise PhysicalError(f"run {run!r} used --seed {old.get('seed')}; use it again, --force, or another --run")
 
     variants = ["clean"] + [atk.variant_name(a, e) for a in options.attacks for e in options.eps]

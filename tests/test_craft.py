@@ -174,3 +174,12 @@ def test_craft_refuses_other_attack_settings_in_the_same_run(tmp_path, photo_fol
     assert result.exit_code == 1 and "steps at ε 2: 2 vs 1" in result.output
     result = run_cli(tmp_path, *args, "--alpha", "0.5")
     assert result.exit_code == 1 and "alpha" in result.output
+
+
+def test_craft_refuses_another_seed_once_noise_is_saved(tmp_path, photo_folder, cached_model):
+    base = ["craft", "--images", str(photo_folder), "--run", "r1", "--eps", "2"]
+    assert run_cli(tmp_path, *base, "--attacks", "noise").exit_code == 0
+    # no noise asked for now, but the run's noise PNGs were made with seed 0: the manifest must not say 1
+    result = run_cli(tmp_path, *base, "--attacks", "fgsm", "--seed", "1")
+    assert result.exit_code == 1 and "used --seed 0" in result.output
+    assert run_cli(tmp_path, *base, "--attacks", "fgsm").exit_code == 0
