@@ -58,7 +58,9 @@ def exact_distortion_noise(x: np.ndarray, d: float, rng: np.random.Generator, it
 
 def error_matrix(models, example_sets, y) -> np.ndarray:
     """M[i, j]: fraction of example set i misclassified (≠ y) by model j."""
-    return np.array([[float((lbfgs.predict(m, xs) != y).mean()) for m in models] for xs in example_sets])
+    # reshape: no example set (every noise row skipped) still stacks under the models' rows
+    return np.array([[float((lbfgs.predict(m, xs) != y).mean()) for m in models] for xs in example_sets],
+                    dtype=float).reshape(-1, len(models))
 
 
 def pick_points(models, x, y, n: int, rng: np.random.Generator) -> np.ndarray:
