@@ -78,6 +78,8 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise PhysicalError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise PhysicalError(f"{path} is not valid JSON (not UTF-8 text)") from None
     except OSError as exc:
         raise PhysicalError(f"cannot read {path}: {exc.strerror}") from None
 

@@ -278,3 +278,10 @@ def test_missing_png_is_one_line_error(fake_run, models):
     res = invoke(fake_run, "evaluate", "--run", "t", "--model", "tiny1000")
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "cannot read" in res.output and "fgsm-eps16.png" in res.output
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00binary"])
+def test_broken_manifest_is_one_line_error(fake_run, content):
+    fake_run.manifest_path("t").write_bytes(content)
+    res = invoke(fake_run, "evaluate", "--run", "t")
+    assert res.exit_code == 1 and "is not valid JSON" in res.output and "Traceback" not in res.output
