@@ -759,8 +759,11 @@ class Assets:
     def thumb(self, src: Path | np.ndarray, rel: str, edge: int = THUMB, jpeg: bool = True) -> str:
         """A small JPEG preview (adversarial noise makes PNG thumbnails ten times larger); the
         page links each to its lossless full-size file."""
-        img = Image.fromarray(src) if isinstance(src, np.ndarray) else Image.open(src)
-        img = img.convert("RGB")
+        if isinstance(src, np.ndarray):
+            img = Image.fromarray(src).convert("RGB")
+        else:
+            with Image.open(src) as im:  # closed here, not whenever the garbage collector runs
+                img = im.convert("RGB")
         img.thumbnail((edge, edge), Image.LANCZOS)
         buf = io.BytesIO()
         if jpeg:
