@@ -21,7 +21,8 @@ def demo(ctx, run, preset, quick, device, force):
     minutes on 2 CPU cores. Prints the report's path and the headline numbers.
     """
     from physical.craft import CraftOptions
-    from physical.pipeline import PipelineOptions, run_pipeline
+    from physical.data import DEMO_IMAGES
+    from physical.pipeline import PipelineOptions, closing_lines, run_pipeline
 
     ws = ctx.obj["workspace"]
     quiet = ctx.obj.get("quiet")
@@ -33,11 +34,9 @@ def demo(ctx, run, preset, quick, device, force):
                               "noise": (10, 20), "jpeg": (30, 70)}
     options = PipelineOptions(craft=craft, simulate=True, preset=preset, transform_grid=grid,
                               resolution=(3264, 2448) if quick else (4000, 3000), force=force, progress=not quiet)
-    click.echo(f"physical demo: {len(__import__('physical.data', fromlist=['x']).DEMO_IMAGES)} bundled photos, "
+    click.echo(f"physical demo: {len(DEMO_IMAGES)} bundled photos, "
                f"attacks fgsm/bim/ill/noise at ε = {', '.join(f'{e:g}' for e in eps)}, simulated print + phone "
                f"({preset}); workspace {ws.root}")
-    from physical.pipeline import closing_lines
-
     run_pipeline(ws, run, options, echo=click.echo)
     for line in closing_lines(ws, run):
         click.echo(line)

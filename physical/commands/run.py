@@ -44,7 +44,7 @@ def run(ctx, images, labels, run, attacks, eps, limit, seed, model, batch_size, 
       physical run --images DIR --run r1 --simulate
     """
     from physical.craft import CraftOptions
-    from physical.pipeline import PipelineOptions, run_pipeline
+    from physical.pipeline import PipelineOptions, closing_lines, run_pipeline
 
     ws = ctx.obj["workspace"]
     quiet = ctx.obj.get("quiet")
@@ -53,8 +53,6 @@ def run(ctx, images, labels, run, attacks, eps, limit, seed, model, batch_size, 
     options = PipelineOptions(craft=craft, paper=paper, image_mm=image_mm, photos=photos, simulate=simulate,
                               preset=preset, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
                               stop_after=stop_after, force=force, progress=not quiet)
-    from physical.pipeline import closing_lines
-
     run_pipeline(ws, run, options, echo=click.echo)
     if not stop_after:
         for line in closing_lines(ws, run):
