@@ -237,6 +237,8 @@ def _checkpoint(path: str, arch: str | None, spec: str) -> Classifier:
         raise PhysicalError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise PhysicalError(f"{path} holds a {type(state).__name__}, not a state dict (save model.state_dict())")
     try:
         net.load_state_dict(state)
     except RuntimeError:

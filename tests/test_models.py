@@ -81,6 +81,9 @@ def test_local_checkpoint_loads_with_weights_only(tmp_path):
         assert torch.allclose(model(x), net.eval()((x / 255 - model.mean / 255) / (model.std / 255)), atol=1e-4)
     with pytest.raises(PhysicalError, match="--arch"):
         load_model(str(path))
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")  # not a state dict: a user error, not a TypeError
+    with pytest.raises(PhysicalError, match="not a state dict"):
+        load_model(str(tmp_path / "tensor.pt"), arch="resnet10t")
 
 
 class OrderLies(torch.nn.Module):
