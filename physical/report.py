@@ -1036,7 +1036,9 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
         problems.append("reports/{}/metrics.json has no `rows` list: the table and plots are left out".format(run))
         metrics = None
     photo_dir = ws.captures(run) / "photos"
-    photos = sorted(p for p in photo_dir.iterdir() if p.is_file()) if photo_dir.is_dir() else []
+    # the files ingest reads (ingest.list_photos: hidden ones such as .DS_Store are not photos)
+    photos = sorted(p for p in photo_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if photo_dir.is_dir() else []
     names = ClassNames(manifest)
     assets = Assets(out)
     rows = metric_rows(metrics)
