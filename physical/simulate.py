@@ -412,13 +412,9 @@ class SlotGeometry:
     markers_mm: list[np.ndarray]                  # each (4, 2)
 
 
-def layout_pages(layout: dict) -> list[dict]:
-    return layout["pages"]
-
-
 def layout_slots(layout: dict) -> list[SlotGeometry]:
     out = []
-    for page in layout_pages(layout):
+    for page in layout["pages"]:
         for slot in page["slots"]:
             out.append(SlotGeometry(
                 page=int(page["page"]), slot=int(slot["slot"]), image_id=slot["image_id"],
