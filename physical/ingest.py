@@ -539,7 +539,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
         rec = {"file": _relative(path, captures), "sha256": digest, **result["photo"]}
         for crop in result["crops"]:
             png = crop.pop("png")
-            name = _crop_name(state, crop["image_id"], crop["variant"], captures)
+            name = _crop_name(state, crop["image_id"], crop["variant"])
             atomic_write_bytes(captures / name, png)
             state["crops"].append({"image_id": crop["image_id"], "variant": crop["variant"], "file": name,
                                    "photo": rec["file"], "photo_sha256": digest, **{
@@ -586,7 +586,7 @@ def _relative(path: Path, captures: Path) -> str:
         return str(path.resolve())
 
 
-def _crop_name(state: dict, image_id: str, variant: str, captures: Path) -> str:
+def _crop_name(state: dict, image_id: str, variant: str) -> str:
     taken = {c["file"] for c in state["crops"]}
     n = 1
     while True:
