@@ -490,12 +490,12 @@ def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = N
             raise PhysicalError(f"unknown transform {k!r}: use {', '.join(T.KINDS)}")
     grid = {k: list((grid or T.GRID)[k]) for k in kinds}
     data = load_run(ws, run)
-    ems = prepare_models(data, models, device, labels, need_model=True)
     keep_eps = None if eps is None else {float(e) for e in eps}
     if keep_eps is not None and not any(v["eps"] is not None and float(v["eps"]) in keep_eps for v in data.variants):
         crafted = sorted({float(v["eps"]) for v in data.variants if v["eps"] is not None})
         raise PhysicalError(f"run {run!r} has no variant at ε = {', '.join(f'{e:g}' for e in sorted(keep_eps))} "
                             f"(crafted: {', '.join(f'{e:g}' for e in crafted)})")
+    ems = prepare_models(data, models, device, labels, need_model=True)  # after the cheap checks: loading takes seconds
     eps_of = {v["name"]: v["eps"] for v in data.variants}
     keys = sorted(k for k in data.files
                   if keep_eps is None or k[1] == "clean" or float(eps_of.get(k[1]) or -1) in keep_eps)
