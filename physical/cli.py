@@ -6,6 +6,7 @@ is fast (no torch import) and a stage's heavy dependencies load only when that s
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
