@@ -344,15 +344,15 @@ def png_predictions(em: EvalModel, data: RunData, batch_size: int = 32, progress
 # ----------------------------------------------------------------------------- rows
 def stage_rows(em: EvalModel, data: RunData, stage: str, digital: dict[str, Preds],
                stage_preds: dict[str, Preds], stage_present: dict[str, np.ndarray], threshold: float,
-               transform: str | None = None, transform_value=None) -> list[dict]:
-    """Average and prefiltered rows for every adversarial variant at one stage."""
+               transform: str | None = None, transform_value=None, variants: list[dict] | None = None) -> list[dict]:
+    """Average and prefiltered rows for every adversarial variant (of `variants`, default all) at one stage."""
     labels = em.labels
     rows = []
     base_all = em.valid & data.present["clean"]
     clean_digital = digital["clean"]
     clean_stage = stage_preds.get("clean", clean_digital)
     clean_present = stage_present.get("clean", data.present["clean"])
-    for v in data.variants:
+    for v in data.variants if variants is None else variants:
         name = v["name"]
         base = base_all & data.present[name] & stage_present[name]
         pre = base & prefilter(labels, clean_digital, digital[name], PREFILTER_CONFIDENCE)
@@ -497,6 +497,8 @@ def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = N
                             f"(crafted: {', '.join(f'{e:g}' for e in crafted)})")
     ems = prepare_models(data, models, device, labels, need_model=True)  # after the cheap checks: loading takes seconds
     eps_of = {v["name"]: v["eps"] for v in data.variants}
+    # only the variants transformed get rows (no empty n = 0 rows for the ε left out)
+    kept = [v for v in data.variants if keep_eps is None or float(v["eps"] or -1) in keep_eps]
     keys = sorted(k for k in data.files
                   if keep_eps is None or k[1] == "clean" or float(eps_of.get(k[1]) or -1) in keep_eps)
     items = [(key, kind, value) for key in keys for kind in kinds for value in grid[kind]]
@@ -525,7 +527,7 @@ def evaluate_transforms(ws: Workspace, run: str, kinds: Sequence[str] | None = N
                 sp = {name: p for name, (p, _) in scattered.items()}
                 present = {name: m for name, (_, m) in scattered.items()}
                 rows += stage_rows(em, data, T.stage_name(kind, value), digital, sp, present, threshold,
-                                   transform=kind, transform_value=_num(value))
+                                   transform=kind, transform_value=_num(value), variants=kept)
     block = {"seed": int(seed), "kinds": kinds, "grid": {k: [_num(v) for v in vs] for k, vs in grid.items()},
              "eps": None if keep_eps is None else sorted(keep_eps),
              "ops": {k: T.OPS[k] for k in kinds}, "threshold": threshold, "models": [em.spec for em in ems],

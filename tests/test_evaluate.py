@@ -285,3 +285,12 @@ def test_broken_manifest_is_one_line_error(fake_run, content):
     fake_run.manifest_path("t").write_bytes(content)
     res = invoke(fake_run, "evaluate", "--run", "t")
     assert res.exit_code == 1 and "is not valid JSON" in res.output and "Traceback" not in res.output
+
+
+def test_transforms_eps_writes_rows_only_for_that_eps(tmp_path, models):
+    ws = make_fake_run(tmp_path, variants=("clean", "fgsm-eps4", "fgsm-eps16"))
+    res = invoke(ws, "transforms", "--run", "t", "--model", "tiny1000", "--kinds", "blur", "--eps", "16")
+    assert res.exit_code == 0, res.output
+    rows = [r for r in metrics(ws)["rows"] if r["stage"].startswith("transform:")]
+    assert rows and {r["variant"] for r in rows} == {"fgsm-eps16"}
+    assert all(r["n"] == 2 for r in rows if r["subset"] == "average")
