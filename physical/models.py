@@ -303,7 +303,7 @@ def predict(model: Classifier, images, batch_size: int = 32, k: int = 5):
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
             p = model(batch).softmax(dim=1)
-            prob, top = p.topk(k, dim=1)
+            prob, top = p.topk(min(k, p.shape[1]), dim=1)  # a model may have fewer than k classes
             tops.append(top.cpu())
             probs.append(prob.cpu())
     if not tops:

@@ -18,7 +18,6 @@ from physical.errors import PhysicalError
 from physical.workspace import Workspace, check_run_name, read_json
 
 STAGES = ("craft", "layout", "simulate", "ingest", "evaluate", "transforms", "report")
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".heic", ".tif", ".tiff", ".webp", ".bmp"}
 
 
 @dataclass
@@ -53,9 +52,10 @@ def _newer(outputs: list[Path], inputs: list[Path]) -> bool:
 
 
 def _photos(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    """The files ingest would read (its own rule, so both agree on what a photo is)."""
+    from physical.ingest import list_photos
+
+    return list_photos(folder) if folder.is_dir() else []
 
 
 def _new_photos(folder: Path, ingest_json: Path) -> bool:
