@@ -15,7 +15,7 @@ from typing import Callable
 
 from physical.craft import CraftOptions
 from physical.errors import PhysicalError
-from physical.workspace import Workspace, check_run_name, read_json
+from physical.workspace import Workspace, check_run_name, read_json, sha256_file
 
 STAGES = ("craft", "layout", "simulate", "ingest", "evaluate", "transforms", "report")
 
@@ -62,16 +62,19 @@ def _new_photos(folder: Path, ingest_json: Path) -> bool:
     """Whether the folder holds a photo ingest has not seen (ingest.json records each photo's sha256)."""
     if not ingest_json.exists():
         return True
-    from physical.workspace import sha256_file
-
     seen = {p.get("sha256") for p in read_json(ingest_json).get("photos", [])}
     return any(sha256_file(p) not in seen for p in _photos(folder))
 
 
-def _has_transform_rows(metrics: Path) -> bool:
+def _transforms_current(metrics: Path, manifest: Path) -> bool:
+    """metrics.json holds transform rows made from this manifest. They depend on the PNGs only, so
+    a re-evaluation for new photos keeps them valid (evaluate carries them over)."""
     if not metrics.exists():
         return False
-    return any(str(r.get("stage", "")).startswith("transform:") for r in read_json(metrics).get("rows", []))
+    doc = read_json(metrics)
+    block = doc.get("transforms") or {}
+    return (block.get("manifest_sha256") == sha256_file(manifest)
+            and any(str(r.get("stage", "")).startswith("transform:") for r in doc.get("rows", [])))
 
 
 def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
@@ -122,7 +125,7 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     layout_skip = None
     if pdf.exists() and layout_json.exists() and not force:
         layout_skip = f"{pdf.name} exists (it may be printed already; --force redoes it)"
-        if read_json(layout_json).get("manifest_sha256") != _sha(manifest):
+        if read_json(layout_json).get("manifest_sha256") != sha256_file(manifest):
             layout_skip += "; note: the run was crafted again since, the PDF shows the earlier manifest"
     stage(2, "layout", layout_skip, lambda: layout.make_layout(
         ws, run, paper=options.paper, dpi=options.dpi, image_mm=options.image_mm,
@@ -178,8 +181,8 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     tr_skip = None
     if not options.kinds:
         tr_skip = "no transforms asked for"
-    elif not force and _has_transform_rows(metrics) and eval_skip:
-        tr_skip = "transform rows already in metrics.json"
+    elif not force and _transforms_current(metrics, manifest):
+        tr_skip = "transform rows of this craft already in metrics.json"
 
     def do_transforms():
         doc = evaluate.evaluate_transforms(ws, run, kinds=list(options.kinds), seed=options.craft.seed,
@@ -196,12 +199,6 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     report_skip = "index.html is up to date" if not force and _newer([index], [manifest, ingest_json, metrics]) else None
     stage(7, "report", report_skip, lambda: f"{report.build_report(ws, run)}")
     return timings
-
-
-def _sha(path: Path) -> str | None:
-    from physical.workspace import sha256_file
-
-    return sha256_file(path) if path.exists() else None
 
 
 def closing_lines(ws: Workspace, run: str) -> list[str]:

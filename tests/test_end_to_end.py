@@ -92,6 +92,20 @@ def test_whole_loop_on_two_bundled_photos(tmp_path, cached_model):
     assert list(timings) == ["craft"], lines  # craft resumes (nothing to do); the rest is skipped
     assert any("layout" in line and "skipped" in line for line in lines)
 
+    # A new photo of a sheet: ingest, evaluate and report run again; the transform rows (PNG-only)
+    # of this craft stay valid and are not recomputed.
+    from PIL import Image
+
+    photos = tmp_path / "captures/e2e/photos"
+    first = sorted(photos.iterdir())[0]
+    with Image.open(first) as im:
+        im.save(photos / "extra.jpg", quality=80)
+    lines = []
+    timings = run_pipeline(ws, "e2e", small_options(), echo=lines.append)
+    assert list(timings) == ["craft", "ingest", "evaluate", "report"], lines
+    metrics = json.loads((tmp_path / "reports/e2e/metrics.json").read_text())
+    assert any(r["stage"] == "transform:blur:1" for r in metrics["rows"])
+
 
 @pytest.mark.slow
 def test_run_stops_after_layout_then_finishes_with_photos(tmp_path, cached_model):
