@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -48,7 +48,6 @@ class CraftOptions:
     steps: int | None = None
     force: bool = False
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def attack_settings(options: CraftOptions) -> dict:
