@@ -86,7 +86,7 @@ def main() -> None:
     ws = build_run(root)
     lay = layout_mod.make_layout(ws, "bench").layout
     n_slots = sum(len(p["slots"]) for p in lay["pages"])
-    print(f"run: {len(ws.load_manifest('bench')['images'])} photos x 2 variants = {n_slots} printed images, "
+    print(f"run: {len(ws.load_manifest('bench').images)} photos x 2 variants = {n_slots} printed images, "
           f"{len(lay['pages'])} pages, {lay['image_mm']:.1f} mm each, markers {lay['markers']['size_mm']:.1f} mm")
 
     res = simulate.parse_resolution(args.resolution)
@@ -139,7 +139,7 @@ def main() -> None:
 
         torch.set_num_threads(2)
         model = load_model("default")
-        man = ws.load_manifest("bench")
+        man = ws.load_manifest("bench").dump()
         used = {c["image_id"]: c for c in state["crops"] if c["used"] and c["variant"] == "clean"}
         ids = [im["id"] for im in man["images"] if im["id"] in used]
         pngs = np.stack([np.asarray(Image.open(ws.printouts("bench") / im["variants"]["clean"]["file"]).convert("RGB"))

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from physical import attacks as atk
+from physical import records
 from physical.data import ClassTable, collect, load_image
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
 from physical.quantize import decode_png, encode_png, quantization_error, to_uint8
-from physical.workspace import (SCHEMA_VERSION, Workspace, atomic_write_bytes, atomic_write_json,
+from physical.workspace import (SCHEMA_VERSION, Workspace, atomic_write_bytes, atomic_write_json, run_locked,
                                 check_run_name, package_versions, sha256_bytes, sha256_file)
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def _noise_generator(seed: int, image_id: str, variant: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
+@run_locked("craft")
 def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     """Craft a run; returns the manifest (also written to printouts/<run>/manifest.json)."""
     check_run_name(run)
@@ -149,7 +151,7 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
 
     folder = ws.printouts(run)
     manifest_path = ws.manifest_path(run)
-    old = ws.load_manifest(run) if manifest_path.exists() else None
+    old = ws.load_manifest(run).dump() if manifest_path.exists() else None
     if old is not None and options.force:
         shutil.rmtree(folder / "images", ignore_errors=True)
         old = None
@@ -195,7 +197,7 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
         if manifest["images"]:  # never leave a manifest of nothing behind
             manifest["summary"] = summarize(manifest)
-            atomic_write_json(manifest_path, manifest)
+            records.write(records.MANIFEST, ws, run, manifest)
     bar.close()
 
     manifest["images"] = [entries[it.id] for it in items if it.id in entries]
@@ -204,7 +206,7 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         raise PhysicalError(f"no image could be read from {options.images} ({reasons})")
     manifest["summary"] = summarize(manifest)
     if manifest != old:  # an unchanged manifest keeps its mtime: later stages see nothing new
-        atomic_write_json(manifest_path, manifest)
+        records.write(records.MANIFEST, ws, run, manifest)
     return manifest
 
 

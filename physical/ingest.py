@@ -73,9 +73,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from physical import markers
+from physical import markers, records
 from physical.errors import PhysicalError
-from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from physical.workspace import Workspace, atomic_write_bytes, run_locked, sha256_bytes, sha256_file
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
 DETECT_LONG_SIDE = 2000            # markers are searched on a copy this size (long side)
@@ -456,7 +456,7 @@ def _worker(path: str) -> dict:
 
 
 def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
-    manifest = ws.load_manifest(run)
+    manifest = ws.load_manifest(run).dump()
     rects, source_size = {}, {}
     files = {(im["id"], v): rec["file"] for im in manifest["images"] for v, rec in im["variants"].items()}
     for page in layout["pages"]:
@@ -480,11 +480,7 @@ def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
                    input_size=int(manifest["model"]["input_size"]), max_pixels=max_pixels)
 
 
-def list_photos(folder: Path) -> list[Path]:
-    """Every regular file in `folder` (not recursive), except hidden and temporary ones."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
+@run_locked("ingest")
 def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None, *,
                workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False,
                progress: Callable[[int], object] | None = None, total: Callable[[int], object] | None = None
@@ -494,16 +490,16 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     layout_path = ws.layout_path(run)
     if not layout_path.exists():
         raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
-    layout = read_json(layout_path)
+    layout = records.read(records.LAYOUT, ws, run).dump()
     layout_sha = sha256_file(layout_path)
     captures = ws.captures(run)
-    folder = Path(photos) if photos is not None else captures / "photos"
+    folder = Path(photos) if photos is not None else ws.photos_dir(run)
     if not folder.is_dir():
         raise PhysicalError(f"photo folder {folder} does not exist" +
                             (f" (simulate some with `physical simulate --run {run}`, or pass --photos)"
                              if photos is None else ""))
-    ingest_json = captures / "ingest.json"
-    state = read_json(ingest_json) if ingest_json.exists() and not force else None
+    ingest_json = ws.ingest_path(run)
+    state = records.read(records.INGEST, ws, run).dump() if ingest_json.exists() and not force else None
     if state is not None and state.get("layout_sha256") != layout_sha:
         raise PhysicalError(f"{ingest_json} was made from another layout.json (the PDF was rebuilt); "
                             "use --force to start ingest over")
@@ -519,7 +515,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                  "photos": [], "crops": [], "sessions": []}
     ctx = _context(ws, run, layout, max_pixels)
 
-    files = list_photos(folder)
+    files = ws.list_photos(run, folder)
     known = {p["sha256"] for p in state["photos"] if p.get("sha256")}
     todo, skipped = [], 0
     for path in files:
@@ -542,13 +538,14 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
             name = _crop_name(state, crop["image_id"], crop["variant"])
             atomic_write_bytes(captures / name, png)
             state["crops"].append({"image_id": crop["image_id"], "variant": crop["variant"], "file": name,
+                                   "sha256": sha256_bytes(png),
                                    "photo": rec["file"], "photo_sha256": digest, **{
                                        k: v for k, v in crop.items() if k not in ("image_id", "variant")},
                                    "used": False})
         state["photos"].append(rec)
         new_records.append(rec)
         _choose_used(state["crops"])
-        atomic_write_json(ingest_json, state)  # after every photo: an interruption loses at most one
+        records.write(records.INGEST, ws, run, state)  # after every photo: an interruption loses at most one
         if progress:
             progress(1)
     session["seconds"] = round(time.perf_counter() - t0, 3)
@@ -558,7 +555,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     state["sessions"].append(session)
     _choose_used(state["crops"])
     state["summary"] = summarize(state, layout)
-    atomic_write_json(ingest_json, state)
+    records.write(records.INGEST, ws, run, state)
     state["last_session"] = session
     return state
 

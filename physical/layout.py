@@ -70,9 +70,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from physical import markers
+from physical import markers, records
 from physical.errors import PhysicalError
-from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, run_locked, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -504,10 +504,11 @@ def collect_items(ws: Workspace, run: str, manifest: dict, variants: list[str] |
     return items
 
 
+@run_locked("layout")
 def make_layout(ws: Workspace, run: str, paper: str = "a4", dpi: int = 600, image_mm: float = 40.0,
                 variants: list[str] | None = None, force: bool = False) -> LayoutResult:
     """Write printouts/<run>/<run>.pdf and layout.json; returns paths, the layout and a summary."""
-    manifest = ws.load_manifest(run)
+    manifest = ws.load_manifest(run).dump()
     pdf_path, layout_path = ws.pdf_path(run), ws.layout_path(run)
     if not force:
         for path in (pdf_path, layout_path):
@@ -523,7 +524,7 @@ def make_layout(ws: Workspace, run: str, paper: str = "a4", dpi: int = 600, imag
               "variants": list(dict.fromkeys(it.variant for it in items)),
               **{k: v for k, v in layout.items() if k not in ("schema", "run")}}
     atomic_write_bytes(pdf_path, pdf)
-    atomic_write_json(layout_path, layout)
+    records.write(records.LAYOUT, ws, run, layout)
     summary = summarize(layout, pdf_path)
     return LayoutResult(pdf_path, layout_path, layout, summary)
 

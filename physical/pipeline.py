@@ -15,7 +15,8 @@ from typing import Callable
 
 from physical.craft import CraftOptions
 from physical.errors import PhysicalError
-from physical.workspace import Workspace, check_run_name, read_json, sha256_file
+from physical import records
+from physical.workspace import Workspace, check_run_name, run_locked, sha256_file
 
 STAGES = ("craft", "layout", "simulate", "ingest", "evaluate", "transforms", "report")
 
@@ -51,32 +52,24 @@ def _newer(outputs: list[Path], inputs: list[Path]) -> bool:
     return min(_mtime(p) for p in outputs) >= max([_mtime(p) for p in inputs if p.exists()] or [0.0])
 
 
-def _photos(folder: Path) -> list[Path]:
-    """The files ingest would read (its own rule, so both agree on what a photo is)."""
-    from physical.ingest import list_photos
-
-    return list_photos(folder) if folder.is_dir() else []
-
-
-def _new_photos(folder: Path, ingest_json: Path) -> bool:
+def _new_photos(ws: Workspace, run: str, folder: Path) -> bool:
     """Whether the folder holds a photo ingest has not seen (ingest.json records each photo's sha256)."""
-    if not ingest_json.exists():
+    state = records.read_optional(records.INGEST, ws, run)
+    if state is None:
         return True
-    seen = {p.get("sha256") for p in read_json(ingest_json).get("photos", [])}
-    return any(sha256_file(p) not in seen for p in _photos(folder))
+    seen = {p.sha256 for p in state.photos}
+    return any(sha256_file(p) not in seen for p in ws.list_photos(run, folder))
 
 
-def _transforms_current(metrics: Path, manifest: Path) -> bool:
-    """metrics.json holds transform rows made from this manifest. They depend on the PNGs only, so
-    a re-evaluation for new photos keeps them valid (evaluate carries them over)."""
-    if not metrics.exists():
-        return False
-    doc = read_json(metrics)
-    block = doc.get("transforms") or {}
-    return (block.get("manifest_sha256") == sha256_file(manifest)
-            and any(str(r.get("stage", "")).startswith("transform:") for r in doc.get("rows", [])))
+def _transforms_current(ws: Workspace, run: str) -> bool:
+    """transforms.json holds rows made from this manifest. They depend on the PNGs only, so new
+    photos (a re-evaluation) leave them valid."""
+    doc = records.read_optional(records.TRANSFORMS, ws, run)
+    return (doc is not None and doc.transforms.get("manifest_sha256") == sha256_file(ws.manifest_path(run))
+            and bool(doc.rows))
 
 
+@run_locked("run")
 def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
                  echo: Callable[[str], None] = print) -> dict:
     """Run every stage that is not done yet; returns {stage: seconds} for the stages that ran."""
@@ -87,11 +80,10 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
 
     manifest = ws.manifest_path(run)
     pdf, layout_json = ws.pdf_path(run), ws.layout_path(run)
-    captures = ws.captures(run)
-    photo_dir = Path(options.photos) if options.photos else captures / "photos"
-    ingest_json = captures / "ingest.json"
-    metrics = ws.reports(run) / "metrics.json"
-    index = ws.reports(run) / "index.html"
+    photo_dir = Path(options.photos) if options.photos else ws.photos_dir(run)
+    ingest_json = ws.ingest_path(run)
+    metrics = ws.metrics_path(run)
+    index = ws.report_path(run)
     timings: dict[str, float] = {}
     force = options.force
 
@@ -125,7 +117,7 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     layout_skip = None
     if pdf.exists() and layout_json.exists() and not force:
         layout_skip = f"{pdf.name} exists (it may be printed already; --force redoes it)"
-        if read_json(layout_json).get("manifest_sha256") != sha256_file(manifest):
+        if records.read(records.LAYOUT, ws, run).manifest_sha256 != sha256_file(manifest):
             layout_skip += "; note: the run was crafted again since, the PDF shows the earlier manifest"
     stage(2, "layout", layout_skip, lambda: layout.make_layout(
         ws, run, paper=options.paper, dpi=options.dpi, image_mm=options.image_mm,
@@ -133,12 +125,12 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     if stop("layout"):
         return timings
 
-    have_photos = bool(_photos(photo_dir))
+    have_photos = bool(ws.list_photos(run, photo_dir))
     if not options.simulate:
         sim_skip = "real photos expected (use --simulate to photograph the PDF in software)"
     elif options.photos:
         sim_skip = "--photos given"
-    elif (captures / "simulated.json").exists() and have_photos and _newer([captures / "simulated.json"], [pdf]) \
+    elif ws.simulated_path(run).exists() and have_photos and _newer([ws.simulated_path(run)], [pdf]) \
             and not force:
         sim_skip = "simulated photos already there"
     else:
@@ -149,10 +141,10 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     if stop("simulate"):
         return timings
 
-    if not _photos(photo_dir):
+    if not ws.list_photos(run, photo_dir):
         ingest_skip = (f"no photos in {photo_dir} yet: print {pdf}, photograph every sheet, put the photos "
                        f"there and run this command again")
-    elif not force and sim_skip is not None and not _new_photos(photo_dir, ingest_json):
+    elif not force and sim_skip is not None and not _new_photos(ws, run, photo_dir):
         ingest_skip = f"every photo in {photo_dir} is ingested already"
     else:
         ingest_skip = None
@@ -181,8 +173,8 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     tr_skip = None
     if not options.kinds:
         tr_skip = "no transforms asked for"
-    elif not force and _transforms_current(metrics, manifest):
-        tr_skip = "transform rows of this craft already in metrics.json"
+    elif not force and _transforms_current(ws, run):
+        tr_skip = "transform rows of this craft already in transforms.json"
 
     def do_transforms():
         doc = evaluate.evaluate_transforms(ws, run, kinds=list(options.kinds), seed=options.craft.seed,
@@ -196,7 +188,7 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
     if stop("transforms"):
         return timings
 
-    report_skip = "index.html is up to date" if not force and _newer([index], [manifest, ingest_json, metrics]) else None
+    report_skip = "index.html is up to date" if not force and _newer([index], [manifest, ingest_json, metrics, ws.transforms_path(run)]) else None
     stage(7, "report", report_skip, lambda: f"{report.build_report(ws, run)}")
     return timings
 
@@ -204,10 +196,10 @@ def run_pipeline(ws: Workspace, run: str, options: PipelineOptions,
 def closing_lines(ws: Workspace, run: str) -> list[str]:
     """The headline numbers (from metrics.json, however old) and the report's path."""
     lines = []
-    metrics = ws.reports(run) / "metrics.json"
-    if metrics.exists():
-        lines += ["headline, each attack at its largest ε:"] + ["  " + line for line in headline(read_json(metrics)).splitlines()]
-    index = ws.reports(run) / "index.html"
+    metrics = records.read_optional(records.METRICS, ws, run)
+    if metrics is not None:
+        lines += ["headline, each attack at its largest ε:"] + ["  " + line for line in headline(metrics.dump()).splitlines()]
+    index = ws.report_path(run)
     if index.exists():
         lines.append(f"report: {index}")
     return lines

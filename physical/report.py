@@ -1023,7 +1023,7 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
     no per-crop predictions (loads the model: a few seconds)."""
     if sample < 0:
         raise PhysicalError(f"--sample must be ≥ 0, got {sample}")
-    manifest = ws.load_manifest(run)  # no run → PhysicalError, one line
+    manifest = ws.load_manifest(run).dump()  # no run → PhysicalError, one line
     out = ws.reports(run)
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
@@ -1035,6 +1035,11 @@ def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float =
     if metrics is not None and not isinstance(metrics.get("rows") if isinstance(metrics, dict) else None, list):
         problems.append("reports/{}/metrics.json has no `rows` list: the table and plots are left out".format(run))
         metrics = None
+    transforms = _read_optional(ws.transforms_path(run), problems)
+    if metrics is not None and isinstance(transforms, dict) and isinstance(transforms.get("rows"), list):
+        # transform rows live in transforms.json (written by `physical transforms` only)
+        metrics = {**metrics, "rows": list(metrics["rows"]) + transforms["rows"],
+                   "transforms": transforms.get("transforms")}
     photo_dir = ws.captures(run) / "photos"
     # the files ingest reads (ingest.list_photos: hidden ones such as .DS_Store are not photos)
     photos = sorted(p for p in photo_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \

@@ -55,8 +55,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from physical import records
 from physical.errors import PhysicalError
-from physical.workspace import (Workspace, atomic_write_bytes, atomic_write_json, read_json,
+from physical.workspace import (Workspace, atomic_write_bytes, read_json, run_locked,
                                 sha256_bytes, sha256_file)
 
 MM_PER_INCH = 25.4
@@ -468,6 +469,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return max(w, h), min(w, h)
 
 
+@run_locked("simulate")
 def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per_page: int = 1,
                  seed: int = 0, resolution: tuple[int, int] = DEFAULT_RESOLUTION, force: bool = False,
                  pages: list[int] | None = None,
@@ -486,15 +488,14 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
     for path in (pdf_path, layout_path):
         if not path.exists():
             raise PhysicalError(f"{path} does not exist: run `physical layout --run {run}` first")
-    layout = read_json(layout_path)
+    layout = records.read(records.LAYOUT, ws, run).dump()
     captures = ws.captures(run)
-    photos_dir = captures / "photos"
-    sim_json = captures / "simulated.json"
+    sim_json = ws.simulated_path(run)
     if sim_json.exists():
         if not force:
             raise PhysicalError(f"{sim_json} exists: photos were already simulated for run {run!r} "
                                 "(use --force to replace them)")
-        _remove_previous(captures, read_json(sim_json))
+        _remove_previous(captures, records.read(records.SIMULATED, ws, run).dump())
     slots = layout_slots(layout)
     long_side, short_side = resolution
     rng = np.random.default_rng(seed)
@@ -547,7 +548,7 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
             del printed
     finally:
         pdf.close()
-    atomic_write_json(sim_json, result)
+    records.write(records.SIMULATED, ws, run, result)
     return result
 
 

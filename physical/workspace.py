@@ -11,11 +11,14 @@ Every file a stage writes goes through `atomic_write_*` (temp file in the same f
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -63,13 +66,141 @@ class Workspace:
     def pdf_path(self, run: str) -> Path:
         return self.printouts(run) / f"{run}.pdf"
 
-    def load_manifest(self, run: str) -> dict:
+    def photos_dir(self, run: str) -> Path:
+        return self.captures(run) / "photos"
+
+    def simulated_path(self, run: str) -> Path:
+        return self.captures(run) / "simulated.json"
+
+    def ingest_path(self, run: str) -> Path:
+        return self.captures(run) / "ingest.json"
+
+    def metrics_path(self, run: str) -> Path:
+        return self.reports(run) / "metrics.json"
+
+    def metrics_csv_path(self, run: str) -> Path:
+        return self.reports(run) / "metrics.csv"
+
+    def transforms_path(self, run: str) -> Path:
+        return self.reports(run) / "transforms.json"
+
+    def predictions_path(self, run: str) -> Path:
+        return self.reports(run) / "predictions.csv"
+
+    def report_path(self, run: str) -> Path:
+        return self.reports(run) / "index.html"
+
+    def list_photos(self, run: str, folder: str | os.PathLike | None = None) -> list[Path]:
+        """The photos ingest reads: every regular file of `folder` (default captures/<run>/photos),
+        not recursive, except hidden and temporary ones (.DS_Store, a half-copied .foo.tmp)."""
+        folder = Path(folder) if folder is not None else self.photos_dir(run)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def lock(self, run: str, command: str) -> "RunLock":
+        """The run's writer lock (see `RunLock`)."""
+        return RunLock(self, run, command)
+
+    def load_manifest(self, run: str):
+        """The run's manifest as a validated `physical.records.Manifest`."""
+        from physical import records
+
         path = self.manifest_path(run)
-        if not path.exists():
-            raise PhysicalError(
-                f"no run {run!r} in {self.root}: {path} does not exist "
-                f"(run `physical craft --run {run}` first, or pass --workspace)")
-        return read_json(path)
+        return records.read(records.MANIFEST, self, run, missing=(
+            f"no run {run!r} in {self.root}: {path} does not exist "
+            f"(run `physical craft --run {run}` first, or pass --workspace)"))
+
+    def run_folders(self, run: str) -> tuple[Path, Path, Path]:
+        return self.printouts(run), self.captures(run), self.reports(run)
+
+    def inside(self, run: str, path: str | os.PathLike) -> Path | None:
+        """`path` resolved (symlinks followed) when it lies inside one of the run's own folders,
+        else None. Every path read from a run file goes through this before it is opened or
+        deleted: a tampered file cannot point a stage at anything else on the machine."""
+        try:
+            resolved = Path(path).resolve()
+        except (OSError, RuntimeError):
+            return None
+        for folder in self.run_folders(run):
+            if resolved.is_relative_to(folder.resolve()):
+                return resolved
+        return None
+
+
+class RunLock:
+    """One writer per run at a time, across processes: ``with ws.lock(run, "craft"): ...``.
+
+    An OS file lock (filelock: flock on POSIX) on ``<workspace>/.locks/<run>.lock``; the holder's
+    pid, command and start time sit beside it in ``<run>.holder.json`` so a second writer gets one
+    line saying who holds the run. The OS releases the lock when its process dies, so the lock of
+    a killed process is taken over at once. Re-entrant within a process: `physical run` holds the
+    run while each stage it calls takes the lock again.
+    """
+
+    _held: dict[str, int] = {}           # lock path → nesting depth in this process
+    _locks: dict[str, Any] = {}
+
+    def __init__(self, ws: "Workspace", run: str, command: str):
+        check_run_name(run)
+        self.run, self.command = run, command
+        self.folder = ws.root / ".locks"
+        self.path = self.folder / f"{run}.lock"
+        self.holder = self.folder / f"{run}.holder.json"
+
+    def __enter__(self) -> "RunLock":
+        from filelock import FileLock, Timeout
+
+        key = str(self.path)
+        if RunLock._held.get(key):
+            RunLock._held[key] += 1
+            return self
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = RunLock._locks.setdefault(key, FileLock(key))
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise PhysicalError(self._busy_message()) from None
+        except OSError as exc:
+            raise PhysicalError(f"cannot lock run {self.run!r} ({self.path}: {exc.strerror})") from None
+        RunLock._held[key] = 1
+        try:
+            atomic_write_json(self.holder, {"pid": os.getpid(), "host": socket.gethostname(),
+                                            "command": self.command, "since": time.time()})
+        except OSError:
+            pass  # the holder file only makes the busy message nicer
+        return self
+
+    def __exit__(self, *exc) -> None:
+        key = str(self.path)
+        RunLock._held[key] -= 1
+        if RunLock._held[key] == 0:
+            del RunLock._held[key]
+            with contextlib.suppress(OSError):
+                self.holder.unlink()
+            RunLock._locks[key].release()
+
+    def _busy_message(self) -> str:
+        try:
+            info = json.loads(self.holder.read_text(encoding="utf-8"))
+            since = time.strftime("%H:%M", time.localtime(float(info["since"])))
+            who = f"{info['command']}, pid {int(info['pid'])}, since {since}"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another physical command"
+        return f"run {self.run} is busy: {who} (wait for it to finish, or use another --run)"
+
+
+def run_locked(command: str):
+    """Decorator for a stage function ``f(ws, run, ...)``: the body runs under the run's lock."""
+    import functools
+
+    def wrap(func):
+        @functools.wraps(func)
+        def locked(ws, run, *args, **kwargs):
+            with ws.lock(run, command):
+                return func(ws, run, *args, **kwargs)
+        return locked
+    return wrap
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -109,6 +240,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_verified(path: str | os.PathLike, sha256: str | None, stage: str) -> bytes:
+    """The bytes of a file an earlier stage wrote, refused (one line) when missing or when they
+    no longer match the sha256 that stage recorded (None: an older run that recorded none)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PhysicalError(f"cannot read {path} ({exc.strerror}): re-run `{stage}`") from None
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        raise PhysicalError(f"{path} changed after `{stage.split(' --')[0]}` wrote it (sha256 {sha256_bytes(data)[:12]}…, "
+                            f"recorded {sha256[:12]}…): re-run `{stage}`")
+    return data
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -3,6 +3,8 @@
 tested fast on tiny images; `crafted_run` is a real craft run on two bundled photos."""
 from __future__ import annotations
 
+import json
+
 import io
 import os
 
@@ -71,6 +73,19 @@ def make_fake_run(root, run: str = "t", ids=("img0", "img1"), variants=("clean",
     }
     atomic_write_json(out / "manifest.json", manifest)
     return ws
+
+
+def replace_png(ws: Workspace, run: str, image_id: str, variant: str, arr: np.ndarray) -> None:
+    """Put other pixels in a crafted PNG *and* record them in the manifest (as craft would):
+    every stage refuses a PNG whose sha256 is not the one recorded."""
+    data = png_bytes(arr)
+    atomic_write_bytes(ws.printouts(run) / f"images/{image_id}/{variant}.png", data)
+    path = ws.manifest_path(run)
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for entry in manifest["images"]:
+        if entry["id"] == image_id:
+            entry["variants"][variant]["sha256"] = sha256_bytes(data)
+    atomic_write_json(path, manifest)
 
 
 @pytest.fixture

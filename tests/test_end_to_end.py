@@ -63,7 +63,8 @@ def test_whole_loop_on_two_bundled_photos(tmp_path, cached_model):
 
     # Metrics rows for every attack × ε × stage, and the transform grid.
     metrics = json.loads((tmp_path / "reports/e2e/metrics.json").read_text())
-    stages = {(r["attack"], r["eps"], r["stage"], r["subset"]) for r in metrics["rows"]}
+    transformed = json.loads((tmp_path / "reports/e2e/transforms.json").read_text())   # transforms' own file
+    stages = {(r["attack"], r["eps"], r["stage"], r["subset"]) for r in metrics["rows"] + transformed["rows"]}
     for attack in ("fgsm", "ill"):
         for stage in ("png", "photo", "transform:blur:1", "transform:jpeg:30"):
             assert (attack, 16, stage, "average") in stages, (attack, stage)
@@ -103,8 +104,8 @@ def test_whole_loop_on_two_bundled_photos(tmp_path, cached_model):
     lines = []
     timings = run_pipeline(ws, "e2e", small_options(), echo=lines.append)
     assert list(timings) == ["craft", "ingest", "evaluate", "report"], lines
-    metrics = json.loads((tmp_path / "reports/e2e/metrics.json").read_text())
-    assert any(r["stage"] == "transform:blur:1" for r in metrics["rows"])
+    transformed_again = json.loads((tmp_path / "reports/e2e/transforms.json").read_text())
+    assert transformed_again == transformed and any(r["stage"] == "transform:blur:1" for r in transformed_again["rows"])
 
 
 @pytest.mark.slow

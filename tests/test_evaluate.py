@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from conftest import make_fake_run, png_bytes, textured_image
+from conftest import make_fake_run, png_bytes, replace_png, textured_image
 from physical.cli import main
 from physical.metrics import wilson
 from physical.workspace import atomic_write_bytes, atomic_write_json, read_json, sha256_file
@@ -76,6 +76,22 @@ def metrics(ws, run="t"):
     return read_json(ws.reports(run) / "metrics.json")
 
 
+def combined(ws, run="t"):
+    """What a reader of both files sees: evaluate's metrics.json plus the transform rows and block
+    of transforms.json (each command writes only its own file)."""
+    has_metrics = (ws.reports(run) / "metrics.json").exists()
+    doc = metrics(ws, run) if has_metrics else {"rows": []}
+    path = ws.reports(run) / "transforms.json"
+    if path.exists():
+        tr = read_json(path)
+        assert not any(r["stage"] in ("png", "photo") for r in tr["rows"])
+        doc["rows"] = doc["rows"] + tr["rows"]
+        doc["transforms"] = tr["transforms"]
+    if has_metrics:
+        assert not any(r["stage"].startswith("transform:") for r in metrics(ws, run)["rows"])
+    return doc
+
+
 def row(doc, **keys):
     found = [r for r in doc["rows"] if all(r[k] == v for k, v in keys.items())]
     assert len(found) == 1, (keys, len(found))
@@ -99,12 +115,12 @@ def make_ingest(ws, run, crops, layout_sha=None):
     for (image_id, variant), arr in crops.items():
         rel = f"crops/{image_id}/{variant}.png"
         atomic_write_bytes(cap / rel, png_bytes(arr))
-        entries.append({"image_id": image_id, "variant": variant, "file": rel, "photo": "photos/p1.jpg",
+        entries.append({"image_id": image_id, "variant": variant, "file": rel, "photo": "photos/p1.jpg", "photo_sha256": "1" * 64,
                         "page": 1, "slot": 0, "reprojection_error_px": 0.1, "sharpness": 1.0, "used": True})
     atomic_write_json(cap / "ingest.json", {
         "schema": 1, "run": run, "layout_sha256": layout_sha or sha256_file(ws.layout_path(run)),
-        "photos": [{"file": "photos/p1.jpg", "status": "accepted", "reason": None, "page": 1, "slots_found": 4},
-                   {"file": "photos/p2.jpg", "status": "rejected", "reason": "no markers found", "page": None,
+        "photos": [{"file": "photos/p1.jpg", "sha256": "1" * 64, "status": "accepted", "reason": None, "page": 1, "slots_found": 4},
+                   {"file": "photos/p2.jpg", "sha256": "2" * 64, "status": "rejected", "reason": "no markers found", "page": None,
                     "slots_found": 0}],
         "crops": entries})
 
@@ -190,7 +206,7 @@ def swapped_run(tmp_path, lite0):
     assert labels[0] != labels[1]
     ws = make_fake_run(tmp_path, variants=("clean", "fgsm-eps16"), labels=labels)
     for image_id, other in (("img0", cleans[1]), ("img1", cleans[0])):
-        atomic_write_bytes(ws.printouts("t") / f"images/{image_id}/fgsm-eps16.png", png_bytes(other))
+        replace_png(ws, "t", image_id, "fgsm-eps16", other)
     return ws, cleans
 
 
@@ -245,7 +261,7 @@ def test_transforms_merge_and_rerun_replace(tmp_path, models):
     res = invoke(ws, "transforms", "--run", "t", "--kinds", "blur,jpeg,noise", "--model", "tiny1000")
     assert res.exit_code == 0, res.output
     assert "destruction rate top-1" in res.output and "jpeg:10" in res.output and "blur:2" in res.output
-    doc = metrics(ws)
+    doc = combined(ws)
     stages = [r["stage"] for r in doc["rows"]]
     assert stages.count("png") == 2                          # evaluate's rows kept
     assert "transform:blur:0.4" in stages and "transform:jpeg:10" in stages and "transform:noise:20" in stages
@@ -260,12 +276,12 @@ def test_transforms_merge_and_rerun_replace(tmp_path, models):
     # seeded: the same command gives the same numbers; rerun replaces its own rows
     before = {(x["stage"], x["subset"]): x for x in doc["rows"] if x["model"] == "tiny1000"}
     assert invoke(ws, "transforms", "--run", "t", "--kinds", "blur,jpeg,noise", "--model", "tiny1000").exit_code == 0
-    doc = metrics(ws)
+    doc = combined(ws)
     assert len(doc["rows"]) == n_all
     assert {(x["stage"], x["subset"]): x for x in doc["rows"] if x["model"] == "tiny1000"} == before
     # evaluate again: the transform rows stay
     assert invoke(ws, "evaluate", "--run", "t").exit_code == 0
-    assert len(metrics(ws)["rows"]) == n_all and metrics(ws)["transforms"]["models"] == ["tiny1000"]
+    assert len(combined(ws)["rows"]) == n_all and combined(ws)["transforms"]["models"] == ["tiny1000"]
 
 
 def test_transforms_rejects_unknown_kind(fake_run):
@@ -291,6 +307,57 @@ def test_transforms_eps_writes_rows_only_for_that_eps(tmp_path, models):
     ws = make_fake_run(tmp_path, variants=("clean", "fgsm-eps4", "fgsm-eps16"))
     res = invoke(ws, "transforms", "--run", "t", "--model", "tiny1000", "--kinds", "blur", "--eps", "16")
     assert res.exit_code == 0, res.output
-    rows = [r for r in metrics(ws)["rows"] if r["stage"].startswith("transform:")]
+    rows = [r for r in combined(ws)["rows"] if r["stage"].startswith("transform:")]
     assert rows and {r["variant"] for r in rows} == {"fgsm-eps16"}
     assert all(r["n"] == 2 for r in rows if r["subset"] == "average")
+
+
+def read_predictions(ws, run="t"):
+    with open(ws.reports(run) / "predictions.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predictions_csv_one_row_per_model_stage_image_variant(tmp_path, models):
+    ws = make_fake_run(tmp_path, ids=("a", "b"), variants=("clean", "fgsm-eps16"), labels=[1, 2])
+    manifest = read_json(ws.manifest_path("t"))
+    manifest["model"].update(spec="tiny1000", weights_sha256="1" * 64)    # crafted by the tiny model
+    atomic_write_json(ws.manifest_path("t"), manifest)
+    make_ingest(ws, "t", {("a", "clean"): textured_image(SIZE, 0), ("b", "fgsm-eps16"): textured_image(SIZE, 1)})
+    assert invoke(ws, "evaluate", "--run", "t", "--model", "tiny1000", "--model", "default").exit_code == 0
+    rows = read_predictions(ws)
+    assert list(rows[0]) == ["model", "stage", "image", "variant", "label", "top1", "top1_prob", "top5"]
+    keys = [(r["model"], r["stage"], r["image"], r["variant"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    # PNG stage: 2 models × 2 images × 2 variants; photo stage: the 2 crops × 2 models
+    assert sum(r["stage"] == "png" for r in rows) == 8 and sum(r["stage"] == "photo" for r in rows) == 4
+    manifest = read_json(ws.manifest_path("t"))
+    for r in rows:
+        if r["model"] == "tiny1000" and r["stage"] == "png":   # the crafting model: the manifest's predictions
+            rec = next(e for e in manifest["images"] if e["id"] == r["image"])["variants"][r["variant"]]
+            assert [int(c) for c in r["top5"].split()] == rec["pred"]["top5"]
+            assert int(r["top1"]) == rec["pred"]["top5"][0]
+            assert abs(float(r["top1_prob"]) - rec["pred"]["prob5"][0]) < 1e-6
+        assert int(r["label"]) == {"a": 1, "b": 2}[r["image"]]
+    photo = {(r["model"], r["image"], r["variant"]): r for r in rows if r["stage"] == "photo"}
+    doc = metrics(ws)
+    for p in doc["predictions"]:                            # the same numbers as metrics.json's crop list
+        assert [int(c) for c in photo[(p["model"], p["image_id"], p["variant"])]["top5"].split()] == p["top5"]
+    # transforms adds its own stages and keeps evaluate's rows; evaluate again keeps the transforms' rows
+    assert invoke(ws, "transforms", "--run", "t", "--kinds", "jpeg", "--model", "tiny1000").exit_code == 0
+    rows2 = read_predictions(ws)
+    tr = [r for r in rows2 if r["stage"].startswith("transform:jpeg:")]
+    assert len(tr) == 2 * 2 * 6 and {r["model"] for r in tr} == {"tiny1000"}   # images × variants × grid
+    assert [r for r in rows2 if not r["stage"].startswith("transform:")] == rows
+    assert invoke(ws, "evaluate", "--run", "t", "--model", "tiny1000", "--model", "default").exit_code == 0
+    assert sorted(map(tuple, (r.values() for r in read_predictions(ws)))) == sorted(map(tuple, (r.values() for r in rows2)))
+
+
+def test_replaced_png_is_refused_by_transforms(fake_run, models):
+    # a PNG swapped after craft would give rows of the wrong image: every stage checks the sha256
+    atomic_write_bytes(fake_run.printouts("t") / "images/img1/fgsm-eps16.png", png_bytes(textured_image(SIZE, 9)))
+    for args in (("transforms", "--run", "t", "--kinds", "blur", "--model", "tiny1000"),
+                 ("evaluate", "--run", "t", "--model", "tiny1000")):
+        res = invoke(fake_run, *args)
+        assert res.exit_code == 1 and "changed after `physical craft` wrote it" in res.output, res.output
+        assert "img1/fgsm-eps16.png" in res.output and "Traceback" not in res.output
+    assert not (fake_run.reports("t") / "transforms.json").exists()

@@ -88,7 +88,7 @@ def test_mild_crop_looks_like_the_clean_png(run_ws):
     ws = run_ws
     simulate.simulate_run(ws, "g", preset="mild", seed=5, resolution=(1200, 900), force=True)
     state = ingest.ingest_run(ws, "g")
-    man = ws.load_manifest("g")
+    man = ws.load_manifest("g").dump()
     pngs = {im["id"]: np.asarray(Image.open(ws.printouts("g") / im["variants"]["clean"]["file"])).astype(float)
             for im in man["images"]}
     clean_crops = [c for c in state["crops"] if c["variant"] == "clean" and c["used"]]

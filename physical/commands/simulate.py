@@ -32,12 +32,10 @@ def simulate(ctx, run, preset, photos_per_page, seed, resolution, force):
 
     ws = ctx.obj["workspace"]
     size = parse_resolution(resolution)
-    layout = ws.layout_path(run)
-    n_pages = None
-    if layout.exists():
-        from physical.workspace import read_json
+    from physical import records
 
-        n_pages = len(read_json(layout).get("pages", []))
+    layout = records.read_optional(records.LAYOUT, ws, run)
+    n_pages = len(layout.pages) if layout is not None else None
     total = n_pages * photos_per_page if n_pages else None
     with tqdm(total=total, unit="photo", desc="simulate", disable=ctx.obj.get("quiet") or (total or 0) < 3,
               leave=False) as bar:

@@ -1,0 +1,332 @@
+"""Typed run files: one record type per file a stage writes, read and validated in one place.
+
+Every stage reads what earlier stages wrote through `read(...)` and writes its own file through
+`write(...)`; no module parses a run file's JSON by hand. A record is a pydantic model:
+
+* validation on read: a damaged, foreign or hand-edited file is one clear line naming the file
+  and the first field that is wrong (``manifest.json: images.3.label.index: not an integer``),
+  never a KeyError or TypeError deep inside a stage;
+* a schema version per file: a file newer than this `physical` understands, or older than it
+  can read, is one line saying which and what to do;
+* the same types on write, so a stage cannot write a file that the next stage would refuse;
+* JSON Schema for docs/internals.md, generated from these classes (`json_schemas()`).
+
+Why pydantic (v2): the validation, the error locations and the JSON Schema come from one class
+definition, and pydantic-core validates a manifest of thousands of images in milliseconds. Fields
+a reader relies on are typed; blocks that are only recorded (camera draws, package versions,
+attack settings) stay open dicts, and unknown extra fields are kept (`extra="allow"`), so a newer
+writer's additions survive a round trip through an older reader.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from physical.errors import PhysicalError
+from physical.workspace import Workspace, atomic_write_json, read_json
+
+
+class Record(BaseModel):
+    """Base of every record: extra fields kept, field names as in the JSON files."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
+    def dump(self) -> dict:
+        """The JSON object as written: fields as given (unset defaults are not added)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class FileRecord(Record):
+    """A whole run file: carries its schema version and its run's name."""
+
+    schema_version: int = Field(alias="schema")
+    run: str
+
+
+# ------------------------------------------------------------------------------ manifest.json
+class Pred(Record):
+    top5: list[int]
+    prob5: list[float]
+
+
+class Label(Record):
+    index: int
+    wnid: str = ""
+    name: str = ""
+
+
+class VariantFile(Record):
+    """One PNG of an image: clean or adversarial."""
+
+    file: str                       # relative to printouts/<run>/
+    sha256: str
+    pred: Pred | None = None        # the crafting model's prediction of the PNG as read back
+    attack: str | None = None
+    eps: float | None = None
+    target: int | None = None       # targeted variants: the class aimed at
+
+
+class ImageEntry(Record):
+    id: str
+    source: str
+    source_sha256: str
+    label: Label
+    variants: dict[str, VariantFile]
+
+
+class ModelInfo(Record):
+    spec: str
+    arch: str | None = None
+    weights_sha256: str | None = None
+    num_classes: int = 1000
+
+
+class Manifest(FileRecord):
+    created: str
+    model: ModelInfo
+    attacks: dict[str, dict[str, Any]]
+    seed: int = 0
+    versions: dict[str, str] = {}
+    source: dict[str, Any] = {}
+    variants: list[str]
+    images: list[ImageEntry]
+    skipped: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------------------ layout.json
+class MarkerRec(Record):
+    id: int
+    role: str
+    corners_mm: list[list[float]]
+
+
+class SlotRec(Record):
+    slot: int
+    index: int
+    image_id: str
+    variant: str
+    file: str
+    sha256: str
+    size_px: list[int]
+    rect_mm: list[float]
+    markers: list[MarkerRec]
+
+
+class PageRec(Record):
+    page: int
+    slots: list[SlotRec]
+
+
+class Layout(FileRecord):
+    created: str | None = None
+    pdf: str
+    pdf_sha256: str
+    manifest_sha256: str
+    paper: dict[str, Any]
+    dpi: int
+    dots_per_pixel: int
+    image_mm: float
+    variants: list[str]
+    markers: dict[str, Any]
+    run_tag: dict[str, int]
+    n_slots: int
+    pages: list[PageRec]
+
+
+# ------------------------------------------------------------------------------ simulated.json
+class SimulatedPhoto(Record):
+    file: str                       # relative to captures/<run>/
+    sha256: str
+    page: int
+    size: list[int]
+    slots: list[dict[str, Any]]
+
+
+class Simulated(FileRecord):
+    pdf_sha256: str
+    layout_sha256: str
+    preset: str
+    seed: int
+    photos_per_page: int
+    resolution: list[int]
+    pages: list[dict[str, Any]]
+    photos: list[SimulatedPhoto]
+
+
+# ------------------------------------------------------------------------------ ingest.json
+class PhotoRec(Record):
+    file: str
+    sha256: str
+    status: Literal["accepted", "rejected"]
+    reason: str | None = None
+    page: int | None = None
+    slots_found: int = 0
+
+
+class CropRec(Record):
+    image_id: str
+    variant: str
+    file: str                       # relative to captures/<run>/
+    photo: str
+    photo_sha256: str
+    used: bool = False
+    sha256: str | None = None       # of the crop PNG (ingest ≥ schema 2)
+    sharpness: float = 0.0
+    reprojection_error_px: float = 0.0
+
+
+class Ingest(FileRecord):
+    layout_sha256: str
+    photos: list[PhotoRec]
+    crops: list[CropRec]
+    sessions: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------------------ metrics.json
+class MetricRow(Record):
+    """One row of the paper's numbers: a model × variant × stage × subset (docs/metrics.md)."""
+
+    model: str
+    crafted_by: str
+    attack: str
+    eps: float | None
+    variant: str
+    stage: str
+    subset: Literal["average", "prefiltered"]
+    n: int
+
+
+class CropPrediction(Record):
+    model: str
+    image_id: str
+    variant: str
+    stage: str
+    top5: list[int]
+    prob5: list[float]
+
+
+class RunBlock(Record):
+    """The context of an evaluation: which craft of which run, which models, which threshold."""
+
+    name: str
+    created: str
+    manifest_sha256: str
+    model: dict[str, Any] | None = None          # the crafting model (manifest's block)
+    threshold: float
+    models: list[dict[str, Any]]                 # the evaluating models' identities
+
+
+class Metrics(FileRecord):
+    """reports/<run>/metrics.json, written by `physical evaluate` only (PNG and photo stages)."""
+
+    run: RunBlock
+    photo: dict[str, Any] | None = None
+    rows: list[MetricRow]
+    transfer: dict[str, Any] | None = None
+    predictions: list[CropPrediction] = []
+
+
+class Transforms(FileRecord):
+    """reports/<run>/transforms.json, written by `physical transforms` only (paper Section 4)."""
+
+    run: RunBlock
+    transforms: dict[str, Any]      # seed, kinds, grid, eps, ops, threshold, models, manifest_sha256
+    rows: list[MetricRow]
+
+
+# ------------------------------------------------------------------------------ the files
+class Kind:
+    """A run file: its record type, where it lives, the schema versions this code reads."""
+
+    def __init__(self, name: str, record: type[FileRecord], tree: str, filename: str, version: int,
+                 readable: tuple[int, ...], stage: str):
+        self.name, self.record, self.tree, self.filename = name, record, tree, filename
+        self.version, self.readable, self.stage = version, readable, stage
+
+    def path(self, ws: Workspace, run: str) -> Path:
+        return getattr(ws, self.tree)(run) / self.filename
+
+
+MANIFEST = Kind("manifest", Manifest, "printouts", "manifest.json", 1, (1,), "craft")
+LAYOUT = Kind("layout", Layout, "printouts", "layout.json", 1, (1,), "layout")
+SIMULATED = Kind("simulated", Simulated, "captures", "simulated.json", 1, (1,), "simulate")
+INGEST = Kind("ingest", Ingest, "captures", "ingest.json", 1, (1,), "ingest")
+METRICS = Kind("metrics", Metrics, "reports", "metrics.json", 1, (1,), "evaluate")
+TRANSFORMS = Kind("transforms", Transforms, "reports", "transforms.json", 1, (1,), "transforms")
+KINDS = (MANIFEST, LAYOUT, SIMULATED, INGEST, METRICS, TRANSFORMS)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "the file"
+    return f"{where}: {err['msg'][0].lower() + err['msg'][1:]}"
+
+
+def parse(kind: Kind, data: Any, source: str | Path, run: str | None = None):
+    """Validate an already-decoded JSON value as a `kind` record; PhysicalError on any problem."""
+    label = f"{source}"
+    if not isinstance(data, dict):
+        raise PhysicalError(f"{label} is not a {kind.name} file (a JSON {type(data).__name__}, not an object)")
+    version = data.get("schema")
+    if isinstance(version, int) and not isinstance(version, bool):
+        if version > kind.version:
+            raise PhysicalError(f"{label} has {kind.name} schema {version}, newer than this physical reads "
+                                f"({', '.join(map(str, kind.readable))}): upgrade physical")
+        if version not in kind.readable:
+            raise PhysicalError(f"{label} has {kind.name} schema {version}, older than this physical reads: "
+                                f"re-run `physical {kind.stage} --force`")
+    try:
+        record = kind.record.model_validate(data)
+    except ValidationError as exc:
+        raise PhysicalError(f"{label} is not a valid {kind.name} file ({_first_error(exc)}): "
+                            f"re-run `physical {kind.stage}`") from None
+    name = record.run if isinstance(record.run, str) else getattr(record.run, "name", None)
+    if run is not None and name != run:
+        raise PhysicalError(f"{label} belongs to run {name!r}, not {run!r} (copied from another run?)")
+    return record
+
+
+def read(kind: Kind, ws: Workspace, run: str, missing: str | None = None):
+    """The `kind` file of run `run`, validated. `missing`: the message when there is none
+    (default: a line saying which command makes it)."""
+    path = kind.path(ws, run)
+    if not path.exists():
+        raise PhysicalError(missing or f"{path} does not exist: run `physical {kind.stage} --run {run}` first")
+    return parse(kind, read_json(path), path, run)
+
+
+def read_optional(kind: Kind, ws: Workspace, run: str):
+    """The record, or None when the file does not exist (a damaged file is still an error)."""
+    path = kind.path(ws, run)
+    return parse(kind, read_json(path), path, run) if path.exists() else None
+
+
+def write(kind: Kind, ws: Workspace, run: str, record: FileRecord | dict) -> Path:
+    """Validate and write atomically; returns the path. A dict is validated as `kind` first."""
+    if isinstance(record, dict):
+        record = kind.record.model_validate(record)
+    elif not isinstance(record, kind.record):
+        raise TypeError(f"expected a {kind.record.__name__}, got {type(record).__name__}")
+    path = kind.path(ws, run)
+    atomic_write_json(path, record.dump())
+    return path
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema of every run file, for docs/internals.md."""
+    return {kind.filename: kind.record.model_json_schema(by_alias=True) for kind in KINDS}
+
+
+def schema_markdown() -> str:
+    """docs/internals.md's generated section: one JSON Schema per run file."""
+    parts = ["<!-- generated by `python docs/gen_schemas.py` from physical/records.py: do not edit -->"]
+    for kind in KINDS:
+        parts.append(f"### {kind.tree}/<run>/{kind.filename} (schema {kind.version}, written by "
+                     f"`physical {kind.stage}`)\n\n```json\n"
+                     + json.dumps(kind.record.model_json_schema(by_alias=True), indent=1) + "\n```")
+    return "\n\n".join(parts) + "\n"
