@@ -18,7 +18,8 @@ from PIL import Image
 
 from conftest import make_fake_run, png_bytes
 from physical.cli import main
-from physical.report import acceptance_curves, build_report, choose_sample, perturbation_image, transfer_matrix
+from physical.report import (acceptance_curves, build_report, choose_sample, manifest_view, metrics_view,
+                             perturbation_image, transfer_matrix)
 from physical.workspace import atomic_write_bytes, atomic_write_json, read_json
 
 HOSTILE = "<script>alert(1)</script>"
@@ -171,7 +172,7 @@ def assert_self_contained(index: Path, page: Page, root: Path):
 def full_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     ws = make_full_run(root)
-    index = build_report(ws, "t", sample=3, classify=False)   # the fake model cannot classify crops
+    index = build_report(ws, "t", sample=3)
     return root, ws, index, parse(index)
 
 
@@ -256,13 +257,13 @@ def test_ingest_section(full_report):
 
 
 def test_transfer_matrix_reads_the_documented_block():
-    m = transfer_matrix(full_metrics())
+    m = transfer_matrix(metrics_view(full_metrics()))
     assert m["models"] == ["fake", "other"] and m["crafted_by"] == "fake"
     (digital,) = m["stages"]
     assert digital["stage"] == "digital" and digital["rows"] == ["fake", "other"]
     assert digital["cols"] == ["clean", "FGSM ε=16"]
     assert digital["values"] == [[0.2, 0.9], [0.3, 0.75]]     # model × variant
-    assert transfer_matrix({"rows": [], "transfer": None}) is None
+    assert transfer_matrix(metrics_view({"rows": [], "transfer": None})) is None
 
 
 def test_acceptance_curve_is_exact():
@@ -272,7 +273,7 @@ def test_acceptance_curve_is_exact():
         {"id": str(i), "label": {"index": 1},
          "variants": {"clean": {"pred": {"top5": [2 if w else 1, 3, 4, 5, 6], "prob5": [c, 0, 0, 0, 0]}}}}
         for i, (c, w) in enumerate(zip(conf, wrong))]}
-    curve = acceptance_curves(manifest)["clean"]
+    curve = acceptance_curves(manifest_view(manifest))["clean"]
     t = curve["thresholds"]
     assert curve["accepted"][t.index(0.0)] == 1.0 and curve["error"][t.index(0.0)] == 0.75
     i = t.index(0.8)        # strictly greater than t is accepted: 0.8 itself is not
@@ -336,9 +337,10 @@ def test_screenshot_is_not_blank(full_report, tmp_path):
 
 
 def test_gallery_sample_prefers_photographed_images():
-    manifest = {"seed": 0, "images": [{"id": i} for i in "abcdef"]}
+    doc = {"seed": 0, "images": [{"id": i} for i in "abcdef"]}
+    manifest = manifest_view(doc)
     assert 4 in choose_sample(manifest, 2, {"e"})
-    assert all(4 in choose_sample({**manifest, "seed": s}, 1, {"e"}) for s in range(5))
+    assert all(4 in choose_sample(manifest_view({**doc, "seed": s}), 1, {"e"}) for s in range(5))
     assert choose_sample(manifest, 3) == choose_sample(manifest, 3)          # deterministic
     assert choose_sample(manifest, 10) == list(range(6))
 
