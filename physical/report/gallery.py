@@ -190,9 +190,9 @@ def galleries(inp: RunInputs, names: ClassNames, assets: Assets, sample: int) ->
             groups.setdefault(cell["attack"], []).append(cell)
         out.append({"id": image.id, "label": image.label_name or names(image.label_index),
                     "label_index": image.label_index, "wnid": image.wnid, "cells": cells,
-                    "groups": [{"attack": a, "label": attack_label(a), "cells": cs} for a, cs in groups.items()],
-                    "has_photo": any(c["photo"] for c in cells), "ingested": inp.ingest is not None,
-                    "has_pert": any(c["pert"] for c in cells)})
+                    "groups": [{"attack": a, "label": attack_label(a), "cells": cs,
+                                "has_pert": any(c["pert"] for c in cs)} for a, cs in groups.items()],
+                    "has_photo": any(c["photo"] for c in cells), "ingested": inp.ingest is not None})
     return out
 
 

@@ -179,9 +179,10 @@ def acceptance(manifest: Manifest, curves: dict[str, dict], threshold: float = 0
         ax.set_ylabel("top-1 error among accepted (%)")
     for ax in axes[-ncol:]:
         ax.set_xlabel("images accepted (%)")
-    # One panel is 3.6 inches wide: the title wraps to the figure instead of running off its edges.
+    # One panel is 3.6 inches wide: the title wraps to the figure instead of running off its edges
+    # (no-break spaces keep "● t = 0.8" on one line).
     fig.suptitle(f"Error among accepted predictions as the confidence threshold t rises from 0 (right end) "
-                 f"to 0.99 (left); ● t = {threshold:g}", fontsize=10, wrap=True)
+                 f"to 0.99 (left); ●\u00a0t\u00a0=\u00a0{threshold:g}", fontsize=10, wrap=True)
     return fig
 
 
