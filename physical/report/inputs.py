@@ -63,8 +63,17 @@ def _dict(v: Any) -> dict:
     return v if isinstance(v, dict) else {}
 
 
+def _list(v: Any) -> list:
+    return v if isinstance(v, list) else []
+
+
 def _dicts(v: Any) -> list[dict]:
-    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
+    return [x for x in _list(v) if isinstance(x, dict)]
+
+
+def _text(v: Any) -> str | None:
+    """A non-empty value as text, else None."""
+    return str(v) if v not in (None, "") else None
 
 
 _VARIANT = re.compile(r"^(?P<attack>.+?)-eps(?P<eps>[0-9]+(?:\.[0-9]+)?)(?:-to(?P<target>[0-9]+))?$")
@@ -173,44 +182,51 @@ class Manifest:
         return variant_parts(name)
 
 
+def _variant(name: str, rec: dict) -> Variant:
+    if rec.get("attack") is not None:
+        attack, eps = str(rec["attack"]), num(rec.get("eps"))
+    else:
+        attack, eps = variant_parts(name)
+    return Variant(name, attack, eps, _text(rec.get("file")), Pred.of(rec.get("pred")),
+                   bool(rec.get("quantization_flipped")))
+
+
+def _image(im: dict) -> ImageRec:
+    label = _dict(im.get("label"))
+    variants = {str(n): _variant(str(n), rec) for n, rec in _dict(im.get("variants")).items() if isinstance(rec, dict)}
+    return ImageRec(str(im.get("id")), _int(label.get("index")), _text(label.get("name")), _text(label.get("wnid")),
+                    variants)
+
+
+def _attacks(block: dict, variant_names: list[str]) -> list[Attack]:
+    """The manifest's attacks block; without one, the attacks read off the variant names."""
+    attacks = []
+    for name, params in block.items():
+        params = _dict(params)
+        eps = tuple(e for e in map(num, _list(params.get("eps"))) if e is not None)
+        attacks.append(Attack(str(name), eps, {k: v for k, v in params.items() if k != "eps"}))
+    if attacks:
+        return attacks
+    seen: dict[str, list[float]] = {}
+    for v in variant_names:
+        a, e = variant_parts(v)
+        if e is not None:
+            seen.setdefault(a, []).append(e)
+    return [Attack(a, tuple(sorted(es)), {}) for a, es in seen.items()]
+
+
 def manifest_view(doc: Any) -> Manifest:
     """A manifest document (dict) as a `Manifest`; tolerant of missing or odd fields."""
     doc = _dict(doc)
     model = _dict(doc.get("model"))
-    images = []
-    for im in _dicts(doc.get("images")):
-        label = _dict(im.get("label"))
-        variants = {}
-        for name, rec in _dict(im.get("variants")).items():
-            if not isinstance(rec, dict):
-                continue
-            attack, eps = (str(rec["attack"]), num(rec.get("eps"))) if rec.get("attack") is not None \
-                else variant_parts(str(name))
-            variants[str(name)] = Variant(str(name), attack, eps, rec.get("file") if isinstance(rec.get("file"), str) else None,
-                                          Pred.of(rec.get("pred")), bool(rec.get("quantization_flipped")))
-        images.append(ImageRec(str(im.get("id")), _int(label.get("index")),
-                               str(label["name"]) if label.get("name") else None,
-                               str(label["wnid"]) if label.get("wnid") else None, variants))
-    variant_names = [str(v) for v in doc.get("variants") or []] if isinstance(doc.get("variants"), list) else []
-    attacks = [Attack(str(name), tuple(e for e in (num(x) for x in params.get("eps") or []) if e is not None)
-                      if isinstance(params.get("eps"), list) else (),
-                      {k: v for k, v in params.items() if k != "eps"})
-               for name, params in ((n, _dict(p)) for n, p in _dict(doc.get("attacks")).items())]
-    if not attacks:  # a manifest without an attacks block: read them off the variant names
-        seen: dict[str, list[float]] = {}
-        for v in variant_names:
-            a, e = variant_parts(v)
-            if e is not None:
-                seen.setdefault(a, []).append(e)
-        attacks = [Attack(a, tuple(sorted(es)), {}) for a, es in seen.items()]
+    variant_names = [str(v) for v in _list(doc.get("variants"))]
     return Manifest(
-        model=ModelInfo(*(str(model[k]) if model.get(k) is not None else None
-                          for k in ("spec", "arch", "weights_sha256")),
+        model=ModelInfo(_text(model.get("spec")), _text(model.get("arch")), _text(model.get("weights_sha256")),
                         _int(model.get("input_size")), _int(model.get("num_classes"))),
-        variants=variant_names, images=images, attacks=attacks, seed=_int(doc.get("seed")),
-        created=str(doc["created"]) if doc.get("created") else None, source=_dict(doc.get("source")),
-        summary=_dict(doc.get("summary")), versions=_dict(doc.get("versions")),
-        n_skipped=len(doc.get("skipped") or []) if isinstance(doc.get("skipped"), list) else 0)
+        variants=variant_names, images=[_image(im) for im in _dicts(doc.get("images"))],
+        attacks=_attacks(_dict(doc.get("attacks")), variant_names), seed=_int(doc.get("seed")),
+        created=_text(doc.get("created")), source=_dict(doc.get("source")), summary=_dict(doc.get("summary")),
+        versions=_dict(doc.get("versions")), n_skipped=len(_list(doc.get("skipped"))))
 
 
 @dataclass(frozen=True)
@@ -292,14 +308,14 @@ def metrics_view(doc: Any) -> Metrics | None:
         entries = [TransferEntry("photo" if e.get("stage") == "photo" else "digital", str(e.get("attack")),
                                  num(e.get("eps")), {str(m): num(v) for m, v in e["error"].items()})
                    for e in _dicts(t["entries"]) if isinstance(e.get("error"), dict)]
-        transfer = Transfer(str(t.get("crafted_by") or "?"), [str(m) for m in t.get("models") or []], entries)
+        transfer = Transfer(_text(t.get("crafted_by")) or "?", [str(m) for m in _list(t.get("models"))], entries)
     preds: dict[tuple[str, str, str], Pred] = {}
     for p in _dicts(doc.get("predictions")):
         pred = Pred.of(p)
         if pred is not None and p.get("stage", "photo") == "photo":
             preds.setdefault((str(p.get("model")), str(p.get("image_id")), str(p.get("variant"))), pred)
     return Metrics([row_view(r) for r in _dicts(doc["rows"])], transfer, preds, _dict(doc.get("run")),
-                   _dict(doc.get("photo")).get("message"))
+                   _text(_dict(doc.get("photo")).get("message")))
 
 
 @dataclass(frozen=True)
@@ -329,10 +345,10 @@ class Ingest:
 def ingest_view(doc: Any) -> Ingest:
     doc = _dict(doc)
     photos = [Photo(str(p.get("file")), str(p.get("status") or ("accepted" if not p.get("reason") else "rejected")),
-                    str(p["reason"]) if p.get("reason") else None, p.get("page"), p.get("slots_found"))
+                    _text(p.get("reason")), p.get("page"), p.get("slots_found"))
               for p in _dicts(doc.get("photos"))]
-    crops = [Crop(str(c.get("image_id")), str(c.get("variant")), c.get("file") if isinstance(c.get("file"), str) else None,
-                  bool(c.get("used", True)), num(c.get("reprojection_error_px")))
+    crops = [Crop(str(c.get("image_id")), str(c.get("variant")), _text(c.get("file")), bool(c.get("used", True)),
+                  num(c.get("reprojection_error_px")))
              for c in _dicts(doc.get("crops"))]
     return Ingest(photos, crops)
 
