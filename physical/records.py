@@ -267,11 +267,15 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg'][0].lower() + err['msg'][1:]}"
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
 def parse(kind: Kind, data: Any, source: str | Path, run: str | None = None):
     """Validate an already-decoded JSON value as a `kind` record; PhysicalError on any problem."""
     label = f"{source}"
     if not isinstance(data, dict):
-        raise PhysicalError(f"{label} is not a {kind.name} file (a JSON {type(data).__name__}, not an object)")
+        raise PhysicalError(f"{label} is not {_a(kind.name)} file (a JSON {type(data).__name__}, not an object)")
     version = data.get("schema")
     if isinstance(version, int) and not isinstance(version, bool):
         if version > kind.version:

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,7 +19,8 @@ from PIL import Image
 
 from conftest import make_fake_run, png_bytes
 from physical.cli import main
-from physical.report import acceptance_curves, build_report, choose_sample, perturbation_image, transfer_matrix
+from physical.report import (acceptance_curves, build_report, choose_sample, imagenet_names, manifest_view, metrics_view,
+                             perturbation_image, transfer_matrix)
 from physical.workspace import atomic_write_bytes, atomic_write_json, read_json
 
 HOSTILE = "<script>alert(1)</script>"
@@ -63,7 +65,8 @@ def full_metrics():
          "error": {"fake": 0.2, "other": 0.3}, "error_ci": {"fake": [0.1, 0.4], "other": [0.1, 0.5]}},
         {"stage": "png", "attack": "fgsm", "eps": 16, "variant": "fgsm-eps16", "n": {"fake": 3, "other": 3},
          "error": {"fake": 0.9, "other": 0.75}, "error_ci": {"fake": [0.6, 1.0], "other": [0.4, 0.9]}}]}
-    return {"schema": 1, "run": {"name": "t", "model": {"spec": "fake"}, "seed": 0, "versions": {"numpy": "9.9"},
+    return {"schema": 1, "run": {"name": "t", "created": "2026-01-01T00:00:00+00:00", "manifest_sha256": "0" * 64,
+                                 "model": {"spec": "fake"}, "seed": 0, "versions": {"numpy": "9.9"},
                                  "threshold": 0.8, "models": [{"spec": "fake"}, {"spec": "other"}]},
             "photo": {"status": "ok", "message": None, "crops": 12}, "rows": rows, "transfer": transfer}
 
@@ -95,12 +98,14 @@ def make_full_run(root):
             src = ws.printouts("t") / f"images/{image['id']}/{variant}.png"
             atomic_write_bytes(cap / rel, src.read_bytes())
             crops.append({"image_id": image["id"], "variant": variant, "file": rel, "photo": "photos/p1.jpg",
+                          "photo_sha256": "1" * 64,
                           "page": 1, "slot": 0, "reprojection_error_px": 0.4, "sharpness": 100.0, "used": True})
     atomic_write_bytes(cap / "photos/p1.jpg", jpeg_bytes(1))
     atomic_write_bytes(cap / "photos" / HOSTILE_PHOTO, jpeg_bytes(2))
     atomic_write_json(cap / "ingest.json", {"schema": 1, "run": "t", "layout_sha256": "0", "photos": [
-        {"file": "photos/p1.jpg", "status": "accepted", "reason": None, "page": 1, "slots_found": 3},
-        {"file": f"photos/{HOSTILE_PHOTO}", "status": "rejected", "reason": f"no markers found {HOSTILE}",
+        {"file": "photos/p1.jpg", "sha256": "1" * 64, "status": "accepted", "reason": None, "page": 1,
+         "slots_found": 3},
+        {"file": f"photos/{HOSTILE_PHOTO}", "sha256": "2" * 64, "status": "rejected", "reason": f"no markers found {HOSTILE}",
          "page": None, "slots_found": 0}], "crops": crops})
     atomic_write_json(ws.reports("t") / "metrics.json", full_metrics())
     return ws
@@ -171,7 +176,7 @@ def assert_self_contained(index: Path, page: Page, root: Path):
 def full_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     ws = make_full_run(root)
-    index = build_report(ws, "t", sample=3, classify=False)   # the fake model cannot classify crops
+    index = build_report(ws, "t", sample=3)
     return root, ws, index, parse(index)
 
 
@@ -256,13 +261,13 @@ def test_ingest_section(full_report):
 
 
 def test_transfer_matrix_reads_the_documented_block():
-    m = transfer_matrix(full_metrics())
+    m = transfer_matrix(metrics_view(full_metrics()))
     assert m["models"] == ["fake", "other"] and m["crafted_by"] == "fake"
     (digital,) = m["stages"]
     assert digital["stage"] == "digital" and digital["rows"] == ["fake", "other"]
     assert digital["cols"] == ["clean", "FGSM ε=16"]
     assert digital["values"] == [[0.2, 0.9], [0.3, 0.75]]     # model × variant
-    assert transfer_matrix({"rows": [], "transfer": None}) is None
+    assert transfer_matrix(metrics_view({"rows": [], "transfer": None})) is None
 
 
 def test_acceptance_curve_is_exact():
@@ -272,7 +277,7 @@ def test_acceptance_curve_is_exact():
         {"id": str(i), "label": {"index": 1},
          "variants": {"clean": {"pred": {"top5": [2 if w else 1, 3, 4, 5, 6], "prob5": [c, 0, 0, 0, 0]}}}}
         for i, (c, w) in enumerate(zip(conf, wrong))]}
-    curve = acceptance_curves(manifest)["clean"]
+    curve = acceptance_curves(manifest_view(manifest))["clean"]
     t = curve["thresholds"]
     assert curve["accepted"][t.index(0.0)] == 1.0 and curve["error"][t.index(0.0)] == 0.75
     i = t.index(0.8)        # strictly greater than t is accepted: 0.8 itself is not
@@ -336,9 +341,10 @@ def test_screenshot_is_not_blank(full_report, tmp_path):
 
 
 def test_gallery_sample_prefers_photographed_images():
-    manifest = {"seed": 0, "images": [{"id": i} for i in "abcdef"]}
+    doc = {"seed": 0, "images": [{"id": i} for i in "abcdef"]}
+    manifest = manifest_view(doc)
     assert 4 in choose_sample(manifest, 2, {"e"})
-    assert all(4 in choose_sample({**manifest, "seed": s}, 1, {"e"}) for s in range(5))
+    assert all(4 in choose_sample(manifest_view({**doc, "seed": s}), 1, {"e"}) for s in range(5))
     assert choose_sample(manifest, 3) == choose_sample(manifest, 3)          # deterministic
     assert choose_sample(manifest, 10) == list(range(6))
 
@@ -347,3 +353,185 @@ def test_class_names_do_not_import_torch():
     code = ("import sys; from physical.report import imagenet_names; n = imagenet_names(); "
             "assert len(n) == 1000 and n[967] == 'espresso', n[967]; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --------------------------------------------------------------------------------------------
+# the report package: no model, stored crop predictions, plots that fit, a gallery that wraps
+# --------------------------------------------------------------------------------------------
+
+WIDE_VARIANTS = ("clean",) + tuple(f"{a}-eps{e}" for a in ("fgsm", "bim", "ill", "noise") for e in (2, 4, 8, 16))
+
+
+def add_crops(ws, run="t", variants=VARIANTS, ids=None):
+    """Photo crops (copies of the PNGs) of every variant of `ids` and an ingest.json naming them."""
+    manifest = read_json(ws.manifest_path(run))
+    cap = ws.captures(run)
+    crops = []
+    for image in manifest["images"]:
+        if ids is not None and image["id"] not in ids:
+            continue
+        for variant in variants:
+            rel = f"crops/{image['id']}/{variant}.png"
+            atomic_write_bytes(cap / rel, (ws.printouts(run) / image["variants"][variant]["file"]).read_bytes())
+            crops.append({"image_id": image["id"], "variant": variant, "file": rel, "used": True,
+                          "photo": "photos/p1.jpg", "photo_sha256": "1" * 64, "reprojection_error_px": 0.5})
+    atomic_write_bytes(cap / "photos/p1.jpg", jpeg_bytes(1))
+    atomic_write_json(cap / "ingest.json", {"schema": 1, "run": run, "layout_sha256": "0" * 64, "photos": [
+        {"file": "photos/p1.jpg", "sha256": "1" * 64, "status": "accepted", "reason": None, "page": 1,
+         "slots_found": 3}],
+        "crops": crops})
+    return crops
+
+
+def photo_titles(html: str) -> list[str]:
+    """The title (top-1 name and class) of every prediction in the gallery's photo rows."""
+    out = []
+    for row in html.split('<tr class="pic"><th class="rl"><span>photo</span></th>')[1:]:
+        out += [t.split('"')[0] for t in row.split("</tr>")[0].split('title="top-1: ')[1:]]
+    return out
+
+
+def test_gallery_shows_the_crop_predictions_evaluate_stored(tmp_path):
+    ws = make_fake_run(tmp_path, ids=("a",), variants=VARIANTS, labels=[5])
+    add_crops(ws)
+    doc = full_metrics()
+    # The crafting model's stored predictions (class 7 for clean, 9 for the rest), another model's
+    # (class 3: never shown), and no prediction stored for bim-eps16 (shown as "not classified").
+    doc["predictions"] = [{"model": m, "image_id": "a", "variant": v, "stage": "photo",
+                           "top5": [cls, 0, 1, 2, 4], "prob5": [0.6, 0.1, 0.1, 0.1, 0.1]}
+                          for m, cls in (("other", 3), ("fake", None)) for v in VARIANTS[:3]]
+    for p in doc["predictions"]:
+        if p["model"] == "fake":
+            p["top5"][0] = 7 if p["variant"] == "clean" else 9
+    # A predictions.json (nothing writes one) is not read: it used to be the fallback when
+    # metrics.json stored none.
+    atomic_write_json(ws.reports("t") / "metrics.json", full_metrics())
+    atomic_write_json(ws.reports("t") / "predictions.json", {"predictions": [
+        {"model": "fake", "image_id": "a", "variant": "bim-eps16", "stage": "photo", "top5": [11, 0, 1, 2, 3],
+         "prob5": [0.9, 0, 0, 0, 0]}]})
+    html = build_report(ws, "t").read_text(encoding="utf-8")
+    assert photo_titles(html) == [] and html.count("not classified") == 4 and "class 11" not in html
+    atomic_write_json(ws.reports("t") / "metrics.json", doc)
+    html = build_report(ws, "t").read_text(encoding="utf-8")
+    names = imagenet_names()
+    assert photo_titles(html) == [f"{names[7]} (class 7)", f"{names[9]} (class 9)", f"{names[9]} (class 9)"]
+    photo_row = html.split('<span>photo</span>')[-1].split("</tr>")[0]    # bim's table: bim-eps16 only
+    assert "not classified" in photo_row and "class 11" not in html and "class 3)" not in html
+
+
+def test_report_runs_no_model(tmp_path):
+    """A report of a run with photo crops and no stored predictions loads neither torch nor the
+    model registry (it used to classify the crops itself)."""
+    ws = make_full_run(tmp_path)
+    code = ("import sys; from physical.workspace import Workspace; from physical.report import build_report; "
+            f"build_report(Workspace({str(tmp_path)!r}), 't', sample=3); "
+            "loaded = [m for m in ('torch', 'timm', 'physical.models', 'physical.evaluate') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert "not classified" in (ws.reports("t") / "index.html").read_text(encoding="utf-8")
+
+
+def test_classify_option_is_accepted_and_does_nothing(tmp_path):
+    make_fake_run(tmp_path)
+    result = CliRunner().invoke(main, ["--workspace", str(tmp_path), "report", "--run", "t", "--no-classify"])
+    assert result.exit_code == 0, result.output
+    assert "no longer does anything" in result.output
+    assert Path(result.output.strip().splitlines()[-1]).is_file()
+
+
+def texts_outside(fig) -> list[str]:
+    """What of `fig` is drawn beyond its edges: figure texts (the title, legends) and axes (their
+    titles, labels and the tick labels drawn) — nothing, ideally."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = fig.bbox
+
+    def out(b):
+        return b.x0 < box.x0 - 1 or b.x1 > box.x1 + 1 or b.y0 < box.y0 - 1 or b.y1 > box.y1 + 1
+
+    texts = list(fig.texts) + ([fig._suptitle] if fig._suptitle is not None else []) \
+        + [t for legend in fig.legends for t in legend.get_texts()]
+    bad = [t.get_text() for t in texts if t.get_visible() and t.get_text().strip() and out(t.get_window_extent(renderer))]
+    bad += [f"axes {ax.get_title()!r}" for ax in fig.axes if ax.get_visible() and out(ax.get_tightbbox(renderer))]
+    return bad
+
+
+@pytest.mark.parametrize("attacks", [("fgsm",), ("fgsm", "bim"), ("fgsm", "bim", "ill", "noise", "gauss")])
+def test_threshold_plot_title_fits_inside_the_figure(attacks):
+    from physical.report import plots
+    from physical.report.tables import acceptance_curves as curves_of
+
+    doc = {"variants": ["clean"] + [f"{a}-eps{e}" for a in attacks for e in (4, 16)], "images": [
+        {"id": str(i), "label": {"index": 1}, "variants": {v: {"pred": {"top5": [1 + (i + k) % 2, 3, 4, 5, 6],
+                                                                      "prob5": [0.5 + 0.1 * (i % 5), 0, 0, 0, 0]}}
+                                                         for k, v in enumerate(["clean"] + [f"{a}-eps{e}" for a in attacks
+                                                                                            for e in (4, 16)])}}
+        for i in range(6)]}
+    manifest = manifest_view(doc)
+    fig = plots.acceptance(manifest, curves_of(manifest), 0.8)
+    assert fig._suptitle is not None and "confidence threshold" in fig._suptitle.get_text()
+    assert texts_outside(fig) == []
+
+
+def test_every_plot_keeps_its_text_inside(full_report):
+    from physical.report import plots
+
+    metrics = metrics_view(full_metrics())
+    figs = [plots.accuracy_vs_eps(metrics.rows, "fake"), plots.destruction(metrics.rows, "fake"),
+            plots.transforms(metrics.rows, "fake"), plots.transfer(transfer_matrix(metrics))]
+    for fig in figs:
+        assert fig is not None
+        assert texts_outside(fig) == []
+
+
+def test_inputs_normalise_odd_files_once():
+    m = metrics_view({"rows": [None, "x", {"model": "a", "attack": None, "eps": "NaN", "stage": "png",
+                                           "n": 3, "adv_top1": "high", "clean_top1": 0.5, "clean_top1_ci": [0.1],
+                                           "destruction_n": 2}],
+                      "predictions": [{"model": "a", "image_id": 1, "variant": "clean", "top5": []}],
+                      "transfer": {"entries": [{"error": "x"}]}})
+    (row,) = m.rows
+    assert (row.model, row.attack, row.eps, row.subset) == ("a", "clean", None, "average")
+    assert row.v("adv_top1") is None and row.v("clean_top1") == 0.5 and row.ci("clean_top1") is None
+    assert row.count("destruction_n") == 2 and m.crop_predictions == {} and m.transfer.entries == []
+    assert metrics_view({"rows": "nope"}) is None
+    empty = manifest_view({})
+    assert empty.images == [] and empty.variants == [] and empty.model.spec is None
+    named = manifest_view({"variants": ["clean", "fgsm-eps2", "bim-eps0.5-to7"]})
+    assert [(a.name, a.eps) for a in named.attacks] == [("fgsm", (2.0,)), ("bim", (0.5,))]
+
+
+def test_unreadable_optional_files_are_reported_on_the_page(tmp_path):
+    ws = make_fake_run(tmp_path)
+    atomic_write_json(ws.captures("t") / "ingest.json", ["not", "an", "object"])
+    atomic_write_json(ws.reports("t") / "metrics.json", {"schema": 1})
+    text = " ".join(parse(build_report(ws, "t")).text)
+    assert "ingest.json is not an ingest file (a JSON list, not an object)" in text
+    assert "metrics.json is not a valid metrics file (run: field required)" in text
+    assert "No photos ingested yet" in text and "No metrics yet" in text
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_gallery_of_17_variants_does_not_scroll_sideways_at_1280_px(tmp_path):
+    ws = make_fake_run(tmp_path, ids=("a", "b"), variants=WIDE_VARIANTS, size=32)
+    add_crops(ws, variants=WIDE_VARIANTS)
+    index = build_report(ws, "t", sample=2)
+    # Measured by the browser: a copy of the page with a script that writes, for every element of
+    # the gallery that is wider inside than it shows, its class; and the page's own width.
+    probe = index.parent / "probe.html"
+    probe.write_text(index.read_text(encoding="utf-8").replace("</body>", (
+        "<script>const g = document.getElementById('gallery');"
+        "const wide = [...g.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0);"
+        "document.body.setAttribute('data-probe', JSON.stringify({page: document.documentElement.scrollWidth,"
+        " tables: g.querySelectorAll('table.strip').length, wide: wide.map(e => e.tagName + '.' + e.className)}));"
+        "</script></body>")), encoding="utf-8")
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", "--dump-dom",
+                          probe.resolve().as_uri()], check=True, capture_output=True, timeout=90, text=True).stdout
+    found = json.loads(unescape(dom.split('data-probe="')[1].split('"')[0]))
+    assert found["tables"] == 2 * 5                 # two images × (clean + four attacks)
+    assert found["wide"] == [] and found["page"] <= 1280, found

@@ -6,23 +6,32 @@ import click
 from physical.commands.options import run_option
 
 
+def _classify_gone(ctx, param, value):
+    # The report used to classify photo crops itself; evaluate now stores their predictions.
+    # Accepted (hidden) so that existing scripts keep working, with a note.
+    if value is not None:
+        click.echo("note: --classify/--no-classify no longer does anything: the gallery shows the "
+                   "crop predictions `physical evaluate` stored", err=True)
+    return value
+
+
 @click.command("report")
 @run_option
 @click.option("--sample", type=click.IntRange(min=0), default=6, show_default=True,
               help="How many images the gallery shows (sampled with the run's seed).")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
               show_default=True, help="Confidence threshold marked on the error-vs-acceptance curve.")
-@click.option("--classify/--no-classify", default=True, show_default=True,
-              help="Classify the gallery's photo crops with the crafting model when evaluate stored no "
-                   "per-crop predictions (loads the model).")
+@click.option("--classify/--no-classify", default=None, hidden=True, expose_value=False,
+              callback=_classify_gone)
 @click.pass_context
-def report(ctx, run, sample, threshold, classify):
+def report(ctx, run, sample, threshold):
     """Write reports/RUN/index.html: the paper's table for this run, plots, galleries, ingest.
 
     Works on a partial run (e.g. only crafted) and says which stages are missing. The folder
-    reports/RUN/ is self-contained (no network, relative links): zip it and send it.
+    reports/RUN/ is self-contained (no network, relative links): zip it and send it. It loads
+    no model: the photo crops' predictions are those `physical evaluate` stored.
     """
     from physical.report import build_report
 
-    index = build_report(ctx.obj["workspace"], run, sample=sample, threshold=threshold, classify=classify)
+    index = build_report(ctx.obj["workspace"], run, sample=sample, threshold=threshold)
     click.echo(str(index))
