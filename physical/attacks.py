@@ -1,7 +1,9 @@
 """Adversarial attacks of Kurakin, Goodfellow & Bengio (2016), as pure functions.
 
 Every function takes float images N×3×H×W on the [0, 255] scale and integer labels, and returns
-float images on the same scale; ε and α are in intensity levels (ε = 16 means 16/255). The model
+float images on the same scale; ε and α are in intensity levels (ε = 16 means 16/255). Inputs
+outside [0, 255] raise ValueError (`check_input`), and so does ε outside [0, 255] (`check_eps`
+says why ε > 255 is refused rather than read as 255). The model
 is a `physical.models.Classifier` (or any module taking [0, 255] images): its normalisation is
 inside it, so gradients are taken through it, never on normalised tensors.
 
@@ -43,9 +45,29 @@ def paper_steps(eps: float) -> int:
 
 
 def check_eps(eps: float) -> float:
+    """ε as a float in [0, 255]. ε > 255 (and ±inf, nan) is refused, not read as 255: FGSM, the
+    projection and the sign baseline would be those of ε = 255, but the paper's step count
+    (`paper_steps`) and the Gaussian baseline's L2 norm grow with ε, so "400" would silently
+    be a different attack from "255" in some places and the same in others."""
     if not (isinstance(eps, (int, float)) and math.isfinite(eps)) or eps < 0 or eps > 255:
-        raise ValueError(f"ε must be in [0, 255] intensity levels, got {eps!r}")
+        raise ValueError(f"ε must be in [0, 255] intensity levels (at most the whole pixel range), got {eps!r}")
     return float(eps)
+
+
+def check_input(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """The shared input check of every public attack: a floating tensor whose values all lie in
+    [0, 255] (nan fails). Normalised inputs (negative values) are the commonest misuse of attack
+    libraries (torchattacks #11, #68): here they raise instead of being clipped. (An image on
+    the [0, 1] scale lies inside [0, 255] and cannot be told apart by its values.)"""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor of images in [0, 255], got "
+                         f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}")
+    if x.numel():
+        lo, hi = torch.aminmax(x.detach())
+        if not (lo >= 0 and hi <= 255):
+            raise ValueError(f"{name} must lie in the range [0, 255] (intensity levels), got values in "
+                             f"[{float(lo):g}, {float(hi):g}]")
+    return x
 
 
 def input_gradient(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -57,7 +79,9 @@ def input_gradient(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def clip_eps(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Clip_{X,ε}: the ε-ball around X intersected with [0, 255], exactly as the paper writes it."""
+    """Clip_{X,ε}: the ε-ball around X intersected with [0, 255], exactly as the paper writes it.
+    X must lie in [0, 255] (X' may lie anywhere: it is what gets projected)."""
+    check_input(x)
     return torch.minimum(torch.clamp(x + eps, max=255.0), torch.maximum(torch.clamp(x - eps, min=0.0), x_adv))
 
 
@@ -68,6 +92,7 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
 
 def fgsm_sweep(model, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float]) -> list[torch.Tensor]:
     """FGSM at several ε from ONE gradient (the sign does not depend on ε)."""
+    check_input(x)
     eps_list = [check_eps(e) for e in eps_list]
     step = input_gradient(model, x, y).sign()
     return [torch.clamp(x + eps * step, 0.0, 255.0).detach() for eps in eps_list]
@@ -100,6 +125,7 @@ def _check_iter(eps, alpha, steps):
 def bim(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float = 1.0,
         steps: int | None = None) -> torch.Tensor:
     """Basic iterative method: FGSM steps of α, projected onto Clip_{X,ε} after every step."""
+    check_input(x)
     eps, alpha, steps = _check_iter(eps, alpha, steps)
     return _iterate(model, x, y, eps, alpha, steps, +1.0)
 
@@ -107,6 +133,7 @@ def bim(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float = 1.0,
 def ill(model, x: torch.Tensor, eps: float, alpha: float = 1.0, steps: int | None = None,
         target: torch.Tensor | None = None) -> torch.Tensor:
     """Iterative least-likely class method: descend the loss of y_LL chosen once on the clean image."""
+    check_input(x)
     eps, alpha, steps = _check_iter(eps, alpha, steps)
     target = least_likely(model, x) if target is None else target
     return _iterate(model, x, target, eps, alpha, steps, -1.0)
@@ -114,6 +141,7 @@ def ill(model, x: torch.Tensor, eps: float, alpha: float = 1.0, steps: int | Non
 
 def sign_noise(x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Baseline of the same L∞ size: each value moved by ±ε at random, clipped to [0, 255]."""
+    check_input(x)
     eps = check_eps(eps)
     signs = torch.randint(0, 2, x.shape, generator=generator, device="cpu").to(x) * 2 - 1
     return torch.clamp(x + eps * signs, 0.0, 255.0)
@@ -122,6 +150,7 @@ def sign_noise(x: torch.Tensor, eps: float, generator: torch.Generator | None = 
 def gaussian_noise(x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Gaussian baseline of matched L2: per image, noise scaled to L2 norm ε·√d — the norm of a
     full ±ε sign perturbation (FGSM's, before clipping) — then clipped to [0, 255]."""
+    check_input(x)
     eps = check_eps(eps)
     noise = torch.randn(x.shape, generator=generator, device="cpu").to(x)
     d = x[0].numel()

@@ -73,7 +73,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from physical import markers, records
+from physical import geometry, markers, records
 from physical.errors import PhysicalError
 from physical.workspace import Workspace, atomic_write_bytes, run_locked, sha256_bytes, sha256_file
 
@@ -87,12 +87,6 @@ EDGE_SAMPLES = 16                  # points per image edge checked against the f
 HULL_TOL_FEW = 0.2                 # ... when fewer than 3 of its own 4 markers were found
 HULL_TOL = 0.75                    # image corners may lie this fraction of its side outside the points used
 
-# EXIF orientation → (rotation k for np.rot90 of the stored pixels, then mirror left-right?)
-# such that displayed = fliplr?(rot90(stored, k)); matches PIL.ImageOps.exif_transpose.
-_ORIENT = {1: (0, False), 2: (0, True), 3: (2, False), 4: (2, True),
-           5: (-1, True), 6: (-1, False), 7: (1, True), 8: (1, False)}
-
-
 class Rejected(Exception):
     """A photo that cannot be used; the message is the reason recorded in ingest.json."""
 
@@ -101,20 +95,10 @@ class Rejected(Exception):
 # Reading
 
 
-def orientation_matrix(tag: int, stored_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """3×3 map stored-pixel corner coordinates → displayed ones for an EXIF orientation tag,
-    and the displayed size (w, h)."""
-    w, h = stored_size
-    k, mirror = _ORIENT.get(int(tag), (0, False))
-    M = np.eye(3)
-    size = (w, h)
-    for _ in range(k % 4):  # np.rot90 with k = 1: counter-clockwise; (x, y) → (y, W - x)
-        W, Hh = size
-        M = np.array([[0, 1, 0], [-1, 0, W], [0, 0, 1.0]]) @ M
-        size = (Hh, W)
-    if mirror:
-        M = np.array([[-1, 0, size[0]], [0, 1, 0], [0, 0, 1.0]]) @ M
-    return M, size
+# the EXIF table, point mapping and outlines live in geometry.py; these names stay for callers
+orientation_matrix = geometry.orientation_matrix
+_to_displayed = geometry.to_displayed
+_transform = geometry.map_points
 
 
 def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int]:
@@ -135,7 +119,7 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
                 tag = int(im.getexif().get(0x0112, 1) or 1)
             except Exception:  # a broken EXIF block is not a reason to drop the photo
                 tag = 1
-            tag = tag if tag in _ORIENT else 1
+            tag = tag if tag in geometry.ORIENTATIONS else 1
             if im.format == "JPEG" and data.rstrip(b"\0")[-2:] == b"\xff\xd9":
                 arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
                 if arr is not None and arr.shape[:2] == (h, w):
@@ -159,18 +143,6 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
     if arr.ndim == 2:
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR), tag
     return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), tag
-
-
-def _to_displayed(img: np.ndarray, tag: int) -> np.ndarray:
-    k, mirror = _ORIENT[tag]
-    out = np.rot90(img, k)
-    return np.fliplr(out) if mirror else out
-
-
-def _transform(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    pts = np.asarray(pts, np.float64).reshape(-1, 2)
-    q = np.column_stack([pts, np.ones(len(pts))]) @ M.T
-    return q[:, :2] / q[:, 2:3]
 
 
 def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE
@@ -226,13 +198,13 @@ def _fast_detect(grey: np.ndarray) -> list[markers.Detection]:
     corners, ids, _ = _FAST.detectMarkers(grey)
     if ids is None:
         return []
-    return [markers.Detection(int(i), np.asarray(c, dtype=np.float64).reshape(4, 2) + 0.5)
+    return [markers.Detection(int(i), geometry.from_opencv(np.asarray(c, dtype=np.float64).reshape(4, 2)))
             for c, i in zip(corners, ids.ravel())]
 
 
 def _displayed_copy(grey: np.ndarray, tag: int, scale: float) -> np.ndarray:
     small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(_to_displayed(small, tag))
+    return np.ascontiguousarray(geometry.to_displayed(small, tag))
 
 
 def _to_full(dets: list[markers.Detection], scale: float) -> list[markers.Detection]:
@@ -259,12 +231,12 @@ class SlotFit:
 
 
 def _fit(mm: np.ndarray, px: np.ndarray) -> np.ndarray | None:
-    H, _ = cv2.findHomography(mm.astype(np.float64), px.astype(np.float64), 0)
+    H, _ = geometry.fit_homography(mm, px)
     return H
 
 
 def _residuals(H: np.ndarray, mm: np.ndarray, px: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(_transform(H, mm) - px, axis=1)
+    return np.linalg.norm(geometry.map_points(H, mm) - px, axis=1)
 
 
 def fit_slot(match: markers.SlotMatch, page_mm: np.ndarray | None, page_px: np.ndarray | None,
@@ -300,20 +272,9 @@ def fit_slot(match: markers.SlotMatch, page_mm: np.ndarray | None, page_px: np.n
     return SlotFit(H=H / H[2, 2], rms_px=rms, points=len(mm), extra_points=extra, points_mm=mm)
 
 
-def _rect_corners(rect_mm) -> np.ndarray:
-    x0, y0, x1, y1 = map(float, rect_mm)
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-
-
-def _rect_outline(rect_mm, n: int = EDGE_SAMPLES) -> np.ndarray:
-    c = _rect_corners(rect_mm)
-    t = np.linspace(0, 1, n, endpoint=False)[:, None]
-    return np.concatenate([c[i] + (c[(i + 1) % 4] - c[i]) * t for i in range(4)])
-
-
 def _in_frame(H: np.ndarray, rect_mm, size: tuple[int, int]) -> bool:
     """Whether the whole image rectangle (its outline, densely sampled) maps inside the photo."""
-    outline = _transform(H, _rect_outline(rect_mm))
+    outline = geometry.map_points(H, geometry.rect_outline(rect_mm, EDGE_SAMPLES))
     return bool(np.all(np.isfinite(outline)) and np.all((outline >= 0) & (outline <= size)))
 
 
@@ -333,8 +294,7 @@ def crop_matrix(H: np.ndarray, rect_mm, out_size: tuple[int, int], M_disp: np.nd
     S = np.array([[(x1 - x0) / nw, 0, x0 + 0.5 * (x1 - x0) / nw],
                   [0, (y1 - y0) / nh, y0 + 0.5 * (y1 - y0) / nh], [0, 0, 1.0]])
     back = np.linalg.inv(M_disp) if M_disp is not None else np.eye(3)
-    to_index = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1.0]])
-    return to_index @ back @ H @ S
+    return geometry.CORNER_TO_INDEX @ back @ H @ S
 
 
 def sharpness(crop_bgr: np.ndarray) -> float:
@@ -365,7 +325,7 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
     crops: list[dict] = []
     try:
         bgr, tag = read_photo(data, ctx.max_pixels)
-        M, disp_size = orientation_matrix(tag, (bgr.shape[1], bgr.shape[0]))
+        M, disp_size = geometry.orientation_matrix(tag, (bgr.shape[1], bgr.shape[0]))
         rec.update(size=list(disp_size), exif_orientation=tag)
         dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side)
         rec.update(markers_found=len(dets), detect_scale=round(how["scale"], 4), detect_pass=how["pass"])
@@ -384,7 +344,7 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
                 why = "markers do not give a homography"
             elif not _in_frame(fit.H, rect, disp_size):
                 why = "image partly out of frame"
-            elif not _inside_hull(fit.points_mm, _rect_corners(rect),
+            elif not _inside_hull(fit.points_mm, geometry.rect_corners(rect),
                                   (HULL_TOL if match.markers_found >= 3 else HULL_TOL_FEW)
                                   * max(rect[2] - rect[0], rect[3] - rect[1])):
                 why = f"too few markers around the image ({match.markers_found} of {match.markers_expected} found)"
@@ -417,7 +377,7 @@ _STATUS_REASON = {markers.STATUS_OTHER_RUN: "markers of another run",
 
 def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: Context) -> dict:
     src_w, src_h = ctx.source_size[(match.image_id, match.variant)]
-    corners = _transform(fit.H, _rect_corners(rect))
+    corners = geometry.map_points(fit.H, geometry.rect_corners(rect))
     extent = max(np.linalg.norm(corners[1] - corners[0]), np.linalg.norm(corners[2] - corners[3]),
                  np.linalg.norm(corners[3] - corners[0]), np.linalg.norm(corners[2] - corners[1]))
     k = int(min(MAX_K, max(MIN_K, math.ceil(extent / max(src_w, src_h)))))

@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from physical import markers, records
+from physical import geometry, markers, records
 from physical.errors import PhysicalError
 from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, run_locked, sha256_bytes, sha256_file
 
@@ -208,11 +208,11 @@ class Item:
 
 
 def _mm(dots: int, dpi: int) -> float:
-    return round(dots * 25.4 / dpi, 6)
+    return round(geometry.dots_to_mm(dots, dpi), 6)
 
 
 def _dots(mm: float, dpi: int) -> int:
-    return int(math.floor(mm / 25.4 * dpi + 1e-9))
+    return int(math.floor(geometry.mm_to_dots(mm, dpi) + 1e-9))
 
 
 def plan(items: list[Item], run: str, paper: str, dpi: int, image_mm: float) -> dict:

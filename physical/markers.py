@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from physical import geometry
+
 DICTIONARY_NAME = "DICT_6X6_1000"
 ID_SCHEME = "rs241-v1"
 MARKER_BITS = 6          # data bits per side
@@ -190,8 +192,7 @@ def slot_marker_corners(rect_mm, marker_mm: float, gap_mm: float) -> list[np.nda
     x0, y0, x1, y1 = map(float, rect_mm)
     m, g = float(marker_mm), float(gap_mm)
     origins = [(x0, y0 - g - m), (x1 - m, y0 - g - m), (x1 - m, y1 + g), (x0, y1 + g)]
-    return [np.array([[ox, oy], [ox + m, oy], [ox + m, oy + m], [ox, oy + m]], dtype=np.float64)
-            for ox, oy in origins]
+    return [geometry.rect_corners((ox, oy, ox + m, oy + m)) for ox, oy in origins]
 
 
 # ----------------------------------------------------------------------------- detection
@@ -263,7 +264,7 @@ def detect(image: np.ndarray) -> list[Detection]:
     corners, ids, _ = _detector().detectMarkers(np.ascontiguousarray(image))
     if ids is None:
         return []
-    out = [Detection(int(i), np.asarray(c, dtype=np.float64).reshape(4, 2) + 0.5)
+    out = [Detection(int(i), geometry.from_opencv(np.asarray(c, dtype=np.float64).reshape(4, 2)))
            for c, i in zip(corners, ids.ravel())]
     out.sort(key=lambda d: (d.id, d.corners_px[0, 1], d.corners_px[0, 0]))
     return out
@@ -315,10 +316,10 @@ def _consistent(mm: np.ndarray, px: np.ndarray, tol: float) -> np.ndarray:
     """Per-point inlier mask of a page-mm → photo-px homography (RANSAC)."""
     if len(mm) < 8:
         return np.ones(len(mm), bool)
-    H, mask = cv2.findHomography(mm, px, cv2.RANSAC, tol)
+    H, mask = geometry.fit_homography(mm, px, ransac_tol=tol)
     if H is None:
         return np.zeros(len(mm), bool)
-    proj = cv2.perspectiveTransform(mm.reshape(-1, 1, 2), H).reshape(-1, 2)
+    proj = geometry.map_points(H, mm)
     return np.linalg.norm(proj - px, axis=1) <= tol
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from physical.attacks import check_input
 from physical.errors import PhysicalError
 from physical.workspace import sha256_file
 
@@ -67,13 +69,22 @@ class Classifier(nn.Module):
         self.batchnorm_folded = fold_batchnorm(self.net, self.input_size)
 
     def train(self, mode: bool = True):
-        # Attacks and evaluation need BatchNorm's running statistics: this wrapper never trains
-        # (torchattacks toggles its model's training flag; a fresh wrapper would start in training mode).
+        """Stays in eval mode, and warns when asked for training mode (as foolbox's PyTorchModel
+        warns): attacks and evaluation need BatchNorm's running statistics and no dropout.
+        (torchattacks toggles its model's flag; a fresh wrapper would start in training mode.)"""
+        if mode:
+            warnings.warn("physical.models.Classifier stays in eval mode: train(True) is ignored "
+                          "(BatchNorm running statistics, no dropout; the folded BatchNorm cannot train)",
+                          RuntimeWarning, stacklevel=2)
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of float images N×3×H×W in [0, 255]; ValueError for another shape or range."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected N×3×H×W images, got shape {tuple(x.shape)}")
+        check_input(x, "images")
+        if self.net.training:  # set behind the wrapper's back (model.net.train())
+            warnings.warn("the wrapped network is in training mode: call model.eval()", RuntimeWarning, stacklevel=2)
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=True)

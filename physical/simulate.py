@@ -55,12 +55,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from physical import records
+from physical import geometry, records
 from physical.errors import PhysicalError
 from physical.workspace import (Workspace, atomic_write_bytes, read_json, run_locked,
                                 sha256_bytes, sha256_file)
 
-MM_PER_INCH = 25.4
+MM_PER_INCH = geometry.MM_PER_INCH
 PT_PER_INCH = 72.0
 REFERENCE_LONG_SIDE = 4000  # blur lengths in the presets are in pixels of a 4000-pixel-wide photo
 DEFAULT_RESOLUTION = (4000, 3000)
@@ -194,11 +194,11 @@ def camera_homography(page_mm: tuple[float, float], frame: tuple[int, int], cam:
 
     d = f * max(pw, ph) / (cam["fill"] * min(w, h))
     for _ in range(6):  # perspective makes the extent not exactly ∝ 1/d: a few fixed-point steps
-        box = _project(homography(d), corners)
+        box = geometry.map_points(homography(d), corners)
         span = max((box[:, 0].max() - box[:, 0].min()) / w, (box[:, 1].max() - box[:, 1].min()) / h)
         d *= span / cam["fill"]
     H = homography(d)
-    box = _project(H, corners)
+    box = geometry.map_points(H, corners)
     lo, hi = box.min(axis=0), box.max(axis=0)
     free = np.array([w, h]) - (hi - lo)
     target_lo = np.asarray(cam["position"]) * free
@@ -208,10 +208,7 @@ def camera_homography(page_mm: tuple[float, float], frame: tuple[int, int], cam:
     return H / H[2, 2]
 
 
-def _project(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    q = np.column_stack([pts, np.ones(len(pts))]) @ H.T
-    return q[:, :2] / q[:, 2:3]
+_project = geometry.map_points   # the name tests and callers use
 
 
 def distortion_of(frame: tuple[int, int], cam: dict) -> dict:
@@ -248,7 +245,7 @@ def distort(points_px: np.ndarray, dist: dict) -> np.ndarray:
 def page_to_photo(points_mm, truth: dict) -> np.ndarray:
     """Page millimetres → photo pixels (as displayed) with a photo's ground truth from simulated.json."""
     H = np.asarray(truth["homography_mm_to_px"], dtype=np.float64)
-    return distort(_project(H, np.asarray(points_mm, dtype=np.float64)), truth["distortion"])
+    return distort(geometry.map_points(H, points_mm), truth["distortion"])
 
 
 def _warp_maps(H: np.ndarray, dist: dict, frame: tuple[int, int], px_per_mm: tuple[float, float],
@@ -260,11 +257,11 @@ def _warp_maps(H: np.ndarray, dist: dict, frame: tuple[int, int], px_per_mm: tup
     cw, ch = math.ceil(w / step) + 2, math.ceil(h / step) + 2
     xs = (np.arange(cw) - 1) * step + (step - 1) / 2
     ys = (np.arange(ch) - 1) * step + (step - 1) / 2
-    X, Y = np.meshgrid(xs + 0.5, ys + 0.5)  # index → corner convention
+    X, Y = np.meshgrid(geometry.from_opencv(xs), geometry.from_opencv(ys))  # index → corner convention
     pu = undistort(np.stack([X, Y], axis=-1).reshape(-1, 2), dist)
-    mm = _project(np.linalg.inv(H), pu)
-    mx = (mm[:, 0] * px_per_mm[0] - 0.5).reshape(ch, cw).astype(np.float32)
-    my = (mm[:, 1] * px_per_mm[1] - 0.5).reshape(ch, cw).astype(np.float32)
+    mm = geometry.map_points(np.linalg.inv(H), pu)
+    mx = geometry.to_opencv(mm[:, 0] * px_per_mm[0]).reshape(ch, cw).astype(np.float32)
+    my = geometry.to_opencv(mm[:, 1] * px_per_mm[1]).reshape(ch, cw).astype(np.float32)
     size = (cw * step, ch * step)
     mx = cv2.resize(mx, size, interpolation=cv2.INTER_LINEAR)[step:step + h, step:step + w]
     my = cv2.resize(my, size, interpolation=cv2.INTER_LINEAR)[step:step + h, step:step + w]
@@ -276,7 +273,7 @@ def max_scale(H: np.ndarray, page_mm: tuple[float, float], n: int = 9) -> float:
     pw, ph = page_mm
     g = np.stack(np.meshgrid(np.linspace(0, pw, n), np.linspace(0, ph, n)), -1).reshape(-1, 2)
     eps = 0.5
-    a, bx, by = _project(H, g), _project(H, g + [eps, 0]), _project(H, g + [0, eps])
+    a, bx, by = geometry.map_points(H, g), geometry.map_points(H, g + [eps, 0]), geometry.map_points(H, g + [0, eps])
     return float(max(np.linalg.norm(bx - a, axis=1).max(), np.linalg.norm(by - a, axis=1).max()) / eps)
 
 
@@ -380,15 +377,10 @@ def _light_and_noise(img: np.ndarray, cam: dict, seed: int, rows: int = 512) -> 
         img[y0:y1] = cv2.convertScaleAbs(np.maximum(blk, 0))  # rounds and saturates at 255
 
 
-# EXIF orientation tag → how the stored pixels relate to the displayed photo (np.rot90's k on the
-# displayed image gives the stored one; PIL's exif_transpose undoes it).
-EXIF_ROT90 = {1: 0, 3: 2, 6: 1, 8: -1}
-
-
 def encode_jpeg(displayed_bgr: np.ndarray, quality: int, exif_orientation: int = 1) -> bytes:
     """JPEG bytes (4:2:0, like a phone); with orientation ≠ 1 the pixels are stored rotated and the
     EXIF tag says how to turn them back."""
-    stored = np.ascontiguousarray(np.rot90(displayed_bgr, EXIF_ROT90[exif_orientation]))
+    stored = np.ascontiguousarray(geometry.to_stored(displayed_bgr, exif_orientation))
     im = Image.fromarray(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB))
     exif = Image.Exif()
     exif[0x0112] = exif_orientation
@@ -424,30 +416,14 @@ def layout_slots(layout: dict) -> list[SlotGeometry]:
     return out
 
 
-def _rect_outline(rect, n: int = 8) -> np.ndarray:
-    x0, y0, x1, y1 = rect
-    t = np.linspace(0, 1, n, endpoint=False)
-    return np.concatenate([
-        np.column_stack([x0 + (x1 - x0) * t, np.full(n, y0)]),
-        np.column_stack([np.full(n, x1), y0 + (y1 - y0) * t]),
-        np.column_stack([x1 - (x1 - x0) * t, np.full(n, y1)]),
-        np.column_stack([np.full(n, x0), y1 - (y1 - y0) * t])])
-
-
-def _inside(px: np.ndarray, frame, margin: float = 0.0) -> bool:
-    w, h = frame
-    return bool(np.all((px[:, 0] >= margin) & (px[:, 0] <= w - margin) & (px[:, 1] >= margin) & (px[:, 1] <= h - margin)))
-
-
 def slot_truth(slots: list[SlotGeometry], truth: dict) -> list[dict]:
     """Per slot of the photographed page: the image corners in the photo and what is in frame."""
     frame = tuple(truth["size"])
     out = []
     for s in slots:
-        x0, y0, x1, y1 = s.rect_mm
-        corners = page_to_photo([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], truth)
-        image_in = _inside(page_to_photo(_rect_outline(s.rect_mm), truth), frame)
-        markers_in = sum(_inside(page_to_photo(m, truth), frame, margin=1.0) for m in s.markers_mm)
+        corners = page_to_photo(geometry.rect_corners(s.rect_mm), truth)
+        image_in = geometry.inside(page_to_photo(geometry.rect_outline(s.rect_mm, 8), truth), frame)
+        markers_in = sum(geometry.inside(page_to_photo(m, truth), frame, margin=1.0) for m in s.markers_mm)
         out.append({"slot": s.slot, "image_id": s.image_id, "variant": s.variant,
                     "corners_px": corners.round(3).tolist(), "image_in_frame": image_in,
                     "markers_in_frame": int(markers_in), "markers": len(s.markers_mm),
