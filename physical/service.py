@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -379,16 +380,25 @@ class ServiceModel:
                               antialias=True).numpy()
         if self.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
+        levels = None
         if self.datatype == "UINT8":
             data = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        elif np.array_equal(x, np.rint(x)):          # 8-bit pixels, not resized: 256 possible values
+            levels = np.clip(x, 0, 255).astype(np.uint8)
+            data = levels
         else:
             data = (x * np.float32(self.options.scale / 255.0) if self.options.scale != 255.0 else x).astype(FLOAT_TYPES[self.datatype])
-        tensor = {"name": self.input_name, "shape": list(data.shape), "datatype": self.datatype,
-                  "data": data.ravel().tolist()}
+        tensor = {"name": self.input_name, "shape": list(data.shape), "datatype": self.datatype, "data": None}
         body = {"inputs": [tensor]}
         if self.request_output:
             body["outputs"] = [{"name": self.output_name}]
-        return json.dumps(body, separators=(",", ":")).encode()
+        if levels is None:
+            tensor["data"] = data.ravel().tolist()
+            return json.dumps(body, separators=(",", ":")).encode()
+        # JSON floats of 8-bit levels from a table: half the bytes and time of json.dumps on floats
+        head, tail = json.dumps(body, separators=(",", ":")).split('"data":null')
+        table = _level_table(self.datatype, self.options.scale)
+        return b"".join([head.encode(), b'"data":[', b",".join(table[levels.ravel()].tolist()), b"]", tail.encode()])
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         """One POST …/infer: float N×3×h×w [0, 255] → raw scores N×C (float64)."""
@@ -451,6 +461,21 @@ class ServiceModel:
             ids = torch.cat([torch.arange(1000), torch.tensor([-1])])
         prob, top = p.topk(min(k, p.shape[1]), dim=1)
         return (top if ids is None else ids[top]), prob
+
+
+@lru_cache(maxsize=8)
+def _level_table(datatype: str, scale: float) -> np.ndarray:
+    """JSON text of level k (0–255) as the service's float: the shortest decimal that a float64
+    parse followed by a cast to `datatype` (what servers do) turns back into exactly k·scale/255."""
+    ftype = FLOAT_TYPES[datatype]
+    out = []
+    for k in range(256):
+        v = ftype(np.float32(k) * np.float32(scale / 255.0)) if scale != 255.0 else ftype(k)
+        text = np.format_float_positional(v, unique=True, trim="0")   # "1.0", not "1": a float
+        if ftype(float(text)) != v:           # never seen; the float64 text is always exact
+            text = repr(float(v))
+        out.append(text.encode())
+    return np.array(out, dtype=object)
 
 
 def _is_loopback(origin: str) -> bool:
