@@ -427,12 +427,11 @@ class ServiceModel:
 
         if not np.isfinite(scores).all():
             raise PhysicalError(f"{self.url}: the service returned non-finite class scores")
-        sums = scores.sum(axis=1)
-        if scores.min() >= 0 and scores.max() <= 1 and np.allclose(sums, 1.0, atol=1e-3):
-            self.scores = self.scores or "probabilities"
-            return torch.from_numpy(scores.astype(np.float32))
-        self.scores = "logits"
-        return torch.from_numpy(scores.astype(np.float32)).softmax(dim=1)
+        probs = bool(scores.min() >= 0 and scores.max() <= 1 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
+        kind = "probabilities" if probs else "logits"
+        self.scores = kind if self.scores in (None, kind) else "mixed"      # recorded in metrics.json
+        t = torch.from_numpy(scores.astype(np.float32))
+        return t if probs else t.softmax(dim=1)
 
     def predict(self, images, batch_size: int | None = None, k: int = 5):
         """Top-k ImageNet (or service) class ids and probabilities, as `physical.models.predict`

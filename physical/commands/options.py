@@ -20,17 +20,18 @@ def service_options(f):
 
     opts = [
         click.option("--service-scale", type=click.Choice(["0-1", "0-255"]), default="0-1", show_default=True,
+                     metavar="0-1|0-255",
                      help="oip: models with an FP32 input: the pixel range the service expects."),
         click.option("--service-classes", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                      help="oip: models with another label set: one line per output class, in order, as an "
                           "ImageNet index, WordNet id or class name (`-`: none), mapping it to ImageNet."),
-        click.option("--service-batch", type=click.IntRange(min=1), default=8, show_default=True,
+        click.option("--service-batch", type=click.IntRange(min=1), default=8, show_default=True, metavar="N",
                      help="oip: images per request."),
-        click.option("--service-concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+        click.option("--service-concurrency", type=click.IntRange(min=1), default=4, show_default=True, metavar="N",
                      help="oip: requests in flight at once."),
         click.option("--service-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
-                     show_default=True, help="oip: seconds to wait for one request."),
-        click.option("--service-retries", type=click.IntRange(min=0), default=3, show_default=True,
+                     show_default=True, metavar="SECONDS", help="oip: seconds to wait for one request."),
+        click.option("--service-retries", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
                      help="oip: retries (with backoff) after a connection error, timeout, 429 or 5xx. "
                           "The token, if any, is read from PHYSICAL_OIP_TOKEN only."),
     ]
