@@ -128,10 +128,16 @@ class Bad(BaseHTTPRequestHandler):
                                       "data": logits.ravel().tolist()}]})
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass   # a client that timed out has closed its socket: the late answer's BrokenPipeError is expected
+
+
 @pytest.fixture(scope="module")
 def bad_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Bad)
-    server.daemon_threads = True
+    server = QuietServer(("127.0.0.1", 0), Bad)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -293,13 +299,23 @@ def test_credentials_in_the_url_are_used_but_never_written(kserve_url, ws):
 
 
 # ----------------------------------------------------------------------------- failures: one line, nothing written
-@pytest.fixture
-def evaluated(ws):
-    """A run with an earlier evaluation whose outputs must survive a failed one."""
-    r = invoke(ws, "evaluate", "--run", "t", "--model", "default")
+@pytest.fixture(scope="module")
+def evaluated_once(tmp_path_factory, labels, default_model):
+    """A run with an earlier evaluation whose outputs must survive every failed one (so one per module)."""
+    import physical.models as pm
+
+    ws = make_fake_run(tmp_path_factory.mktemp("evaluated"), ids=IDS, size=SIZE, labels=labels)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pm, "load_model", lambda *a, **k: default_model)
+        r = invoke(ws, "evaluate", "--run", "t", "--model", "default")
     assert r.exit_code == 0, r.output
     out = ws.reports("t")
     return ws, {f: (out / f).read_bytes() for f in ("metrics.json", "metrics.csv")}
+
+
+@pytest.fixture
+def evaluated(evaluated_once, cached_model):
+    return evaluated_once
 
 
 def fails(evaluated, *args, env=None) -> str:
@@ -317,19 +333,22 @@ def test_wrong_model_name(kserve_url, evaluated):
     assert "HTTP 404" in line and "Model with name nope does not exist" in line
 
 
-def test_missing_token_then_token(kserve_url, evaluated, monkeypatch):
+def test_missing_or_wrong_token(kserve_url, evaluated, monkeypatch):
     monkeypatch.delenv("PHYSICAL_OIP_TOKEN", raising=False)
     spec = f"oip:{kserve_url}/v2/models/private"
     line = fails(evaluated, "--model", spec)
     assert "HTTP 401" in line and "bearer token is required" in line and "PHYSICAL_OIP_TOKEN" in line
     line = fails(evaluated, "--model", spec, env={"PHYSICAL_OIP_TOKEN": "wrong"})
     assert "HTTP 401" in line and "wrong" not in line
-    ws, _ = evaluated
-    r = invoke(ws, "-v", "evaluate", "--run", "t", "--model", spec, env={"PHYSICAL_OIP_TOKEN": TOKEN})
+
+def test_token_is_sent_never_shown_or_written(kserve_url, ws):
+    r = invoke(ws, "-v", "evaluate", "--run", "t", "--model", f"oip:{kserve_url}/v2/models/private",
+               env={"PHYSICAL_OIP_TOKEN": TOKEN})
     assert r.exit_code == 0, r.output
     assert TOKEN not in r.output
     for f in ("metrics.json", "metrics.csv"):
         assert TOKEN not in (ws.reports("t") / f).read_text()
+    assert read_json(ws.reports("t") / "metrics.json")["run"]["models"][0]["service"]["token"] is True
 
 
 def test_server_error_is_retried_then_one_line(bad_url, evaluated):
