@@ -251,8 +251,16 @@ class ServiceModel:
     # -- metadata
     def _read_metadata(self) -> None:
         meta = self._json(self._request("GET", self.url), "metadata")
-        if not isinstance(meta, dict):
-            raise PhysicalError(f"{self.url}: the model metadata is not a JSON object")
+        try:
+            self._parse_metadata(meta)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise PhysicalError(f"{self.url}: the answer is not Open Inference Protocol model metadata "
+                                "(inputs/outputs with name, datatype, shape)") from None
+        self.server = self._server_metadata()
+        if self._had_token and self.endpoint.origin.startswith("http://") and not _is_loopback(self.endpoint.origin):
+            log.warning("%s is plain http: the bearer token travels unencrypted", self.endpoint.origin)
+
+    def _parse_metadata(self, meta: dict) -> None:
         inputs, outputs = meta.get("inputs") or [], meta.get("outputs") or []
         if len(inputs) != 1:
             raise PhysicalError(f"{self.url}: the model has {len(inputs)} inputs; only models with one image input "
@@ -291,9 +299,6 @@ class ServiceModel:
             raise PhysicalError(f"--service-classes {self.options.classes} lists {len(self.class_map)} classes, "
                                 f"the service's output has {n_out}")
         self.num_classes = 1000 if self.class_map is not None else n_out
-        self.server = self._server_metadata()
-        if self._had_token and self.endpoint.origin.startswith("http://") and not _is_loopback(self.endpoint.origin):
-            log.warning("%s is plain http: the bearer token travels unencrypted", self.endpoint.origin)
 
     def _server_metadata(self) -> dict | None:
         """`GET /v2` (server name and version), when the server answers it; optional."""
@@ -326,8 +331,9 @@ class ServiceModel:
 
     # -- HTTP
     def _request(self, method: str, url: str, **kw):
-        """One request with retries (connection errors, timeouts, 429, 5xx; exponential backoff).
-        A 4xx is the server's answer: PhysicalError with its own message, no retry."""
+        """One request with retries (connection errors, timeouts, 429, 5xx but 501/505; exponential
+        backoff, or Retry-After). Another error is the server's answer: PhysicalError with its own
+        message, no retry."""
         import httpx
 
         tries = self.options.retries + 1
@@ -341,7 +347,7 @@ class ServiceModel:
             except httpx.TransportError as exc:
                 last = f"cannot reach the server ({type(exc).__name__}: {' '.join(str(exc).split()) or 'no detail'})"
             else:
-                if r.status_code == 429 or r.status_code >= 500:
+                if r.status_code == 429 or (r.status_code >= 500 and r.status_code not in (501, 505)):
                     last = f"HTTP {r.status_code}: {_server_message(r)}"
                     after = r.headers.get("retry-after", "")
                     if after.replace(".", "", 1).isdigit():

@@ -104,6 +104,8 @@ class Bad(BaseHTTPRequestHandler):
         if not name:
             return self._send(404, {"error": "not found"})
         Bad.auth[name] = self.headers.get("Authorization")
+        if name == "oddmeta":
+            return self._send(200, {"name": name, "inputs": [{"name": "x", "datatype": "UINT8", "shape": "224x224"}]})
         self._send(200, {"name": name, **self.META})
 
     def do_POST(self):
@@ -331,6 +333,16 @@ def fails(evaluated, *args, env=None) -> str:
 def test_wrong_model_name(kserve_url, evaluated):
     line = fails(evaluated, "--model", f"oip:{kserve_url}/v2/models/nope")
     assert "HTTP 404" in line and "Model with name nope does not exist" in line
+
+
+def test_version_the_server_does_not_support_is_not_retried(kserve_url, evaluated):
+    line = fails(evaluated, "--model", f"oip:{kserve_url}/v2/models/lite0/versions/2")
+    assert "HTTP 501" in line and "versioning not supported" in line and "tries" not in line
+
+
+def test_metadata_that_is_not_oip(bad_url, evaluated):
+    line = fails(evaluated, "--model", f"oip:{bad_url}/v2/models/oddmeta")
+    assert "not Open Inference Protocol model metadata" in line
 
 
 def test_missing_or_wrong_token(kserve_url, evaluated, monkeypatch):
