@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+import torch
 
 import physical.models as pm
 from eval_speed import fake_run
@@ -72,9 +73,9 @@ def main():
 
             def timed(specs):
                 with session(specs, opts) as clean:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), cpu_seconds(proc.pid)
                     evaluate(ws, "bench", models=clean, batch_size=args.batch_size, device="cpu", progress=False)
-                    return time.perf_counter() - t0
+                    return time.perf_counter() - t0, cpu_seconds(proc.pid) - c0
 
             for specs in runs.values():   # warm-up (server threads, file cache)
                 timed(specs)
@@ -85,14 +86,26 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    best = {name: min(t) for name, t in times.items()}
-    print(f"{n} images of {model.input_size}px, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}, "
-          f"cpu cores {os.cpu_count()}, service batch {args.service_batch} × {args.concurrency} in flight, "
+    print(f"{n} images of {model.input_size}px, torch threads {torch.get_num_threads()}, cpu cores {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}, service batch {args.service_batch} × {args.concurrency} in flight, "
           f"best of {args.repeat}")
-    direct = best["direct"]
-    for name, t in best.items():
-        extra = "" if name == "direct" else f"   overhead {1000 * (t - direct) / n:6.1f} ms/image"
-        print(f"{name:<20}: {n / t:7.1f} img/s  ({t:.2f} s){extra}")
+    wall = {name: min(w for w, _ in t) for name, t in times.items()}
+    cpu = {name: min(c for _, c in t) for name, t in times.items()}
+    for name in runs:
+        extra = "" if name == "direct" else (f"   overhead {1000 * (wall[name] - wall['direct']) / n:6.1f} ms/image wall, "
+                                              f"{1000 * (cpu[name] - cpu['direct']) / n:6.1f} ms/image CPU")
+        print(f"{name:<20}: {n / wall[name]:7.1f} img/s  ({wall[name]:.2f} s wall, {cpu[name]:.2f} s CPU "
+              f"client + server){extra}")
+    print("CPU = user + system seconds of this process and the server's; on a busy machine the CPU "
+          "overhead is the figure to trust (wall time depends on the share of cores each process gets)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of this process plus those of process `pid` (Linux /proc)."""
+    own = os.times()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return own.user + own.system + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
