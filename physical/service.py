@@ -114,6 +114,14 @@ def parse_spec(spec: str) -> Endpoint:
     return Endpoint(origin, m["prefix"], m["name"], m["version"], auth)
 
 
+def display_name(spec: str) -> str:
+    """A short name for terminal tables: `oip:NAME[/vV]` for a service (its URL is in metrics.json)."""
+    if not is_service(spec):
+        return spec
+    m = _PATH.match(urlsplit(clean_spec(spec)[len(PREFIX):]).path)
+    return spec if m is None else PREFIX + m["name"] + (f"/v{m['version']}" if m["version"] else "")
+
+
 def clean_spec(spec: str) -> str:
     """The spec without user:password (for messages and records), even when malformed."""
     s = str(spec).strip()
@@ -314,7 +322,7 @@ class ServiceModel:
     # -- evaluation code reads these
     @property
     def arch(self) -> str:
-        return f"oip:{self.platform or 'unknown platform'}"
+        return f"oip:{self.platform}" if self.platform else "oip"
 
     weights_sha256 = None
 

@@ -277,6 +277,10 @@ def test_evaluate_through_the_service_equals_local(kserve_url, ws):
     assert info["service"]["model"] == "lite0" and info["service"]["input"]["datatype"] == "UINT8"
     assert info["weights_sha256"] is None and info["png_predictions"] == "computed"
     assert doc["transfer"]["models"] == ["default", spec]
+    from physical.commands.evaluate import transfer_table
+    from physical.evaluate import summary_table
+
+    assert "oip:lite0" in transfer_table(doc["transfer"]) and "oip:lite0 " in summary_table(doc)
 
 
 def test_transforms_through_the_service(kserve_url, ws):

@@ -55,9 +55,11 @@ def evaluate(ctx, run, models, threshold, labels, batch_size, device, service):
 
 
 def transfer_table(transfer: dict) -> str:
+    from physical.service import display_name
+
     models = transfer["models"]
     lines = [f"transfer: top-1 error (%) of images crafted on {transfer['crafted_by']}",
-             f"{'stage':<6} {'variant':<12} " + " ".join(f"{m[:18]:>18}" for m in models)]
+             f"{'stage':<6} {'variant':<12} " + " ".join(f"{display_name(m)[:18]:>18}" for m in models)]
     for e in transfer["entries"]:
         cells = []
         for m in models:

@@ -69,6 +69,7 @@ def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size
 def transforms_table(doc: dict, kinds) -> str:
     """Top-1 destruction rate (%, average subset) per model × variant at each kind's strongest
     setting of the grid (the value farthest from the identity); every value is in metrics.json."""
+    from physical.service import display_name
     from physical.transforms import IDENTITY
 
     grid = (doc.get("transforms") or {}).get("grid", {})
@@ -90,5 +91,5 @@ def transforms_table(doc: dict, kinds) -> str:
         for kind in strongest:
             d = cells.get((model, variant, kind), {}).get("destruction_top1")
             row.append(f"{'-' if d is None else f'{100 * d:.1f}':>15}")
-        lines.append(f"{model[:18]:<18} {variant[:12]:<12} " + " ".join(row))
+        lines.append(f"{display_name(model)[:18]:<18} {variant[:12]:<12} " + " ".join(row))
     return "\n".join(lines)
