@@ -263,6 +263,11 @@ def _checkpoint(path: str, arch: str | None, spec: str) -> Classifier:
 def load_model(spec: str = "default", device: str = "cpu", arch: str | None = None) -> Classifier:
     """Load a classifier by spec (see the module docstring). Raises PhysicalError for user mistakes."""
     spec = (spec or "default").strip()
+    if spec.startswith("oip:"):  # physical/service.py: evaluation only, no gradients to craft with
+        from physical.service import clean_spec
+
+        raise PhysicalError(f"{clean_spec(spec)} is a model behind a service: it can only evaluate; craft on a "
+                            "local model, then judge with `physical evaluate --run RUN --model oip:…`")
     if spec in LITE_PACKAGES:
         model = _lite(spec)
     elif spec.startswith("timm:"):
@@ -307,6 +312,8 @@ def to_tensor(images) -> torch.Tensor:
 
 def predict(model: Classifier, images, batch_size: int = 32, k: int = 5):
     """Top-k class ids and probabilities, batched, under inference mode."""
+    if getattr(model, "remote", False):  # a physical.service.ServiceModel batches its own requests
+        return model.predict(images, batch_size=batch_size, k=k)
     x = to_tensor(images)
     device = next(model.parameters()).device
     tops, probs = [], []

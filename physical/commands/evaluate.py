@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import click
 
-from physical.commands.options import batch_size_option, device_option, run_option
+from physical.commands.options import batch_size_option, device_option, run_option, service_options
 
 
 @click.command(short_help="Accuracy, destruction rate and prefiltered error per attack and eps.")
 @run_option
 @click.option("--model", "models", multiple=True, metavar="SPEC",
               help="Evaluating model; repeat for a transfer matrix. Default: the model that crafted the run. "
-                   "SPEC: default, efficientnet-lite1, efficientnet-lite2, timm:NAME, torchvision:NAME, FILE.pt")
+                   "SPEC: default, efficientnet-lite1, efficientnet-lite2, timm:NAME, torchvision:NAME, FILE.pt, "
+                   "or a model behind a service: oip:http://HOST:PORT/v2/models/NAME[/versions/V]")
 @click.option("--threshold", type=float, default=0.8, show_default=True,
               help="Thresholded classifier: accept a prediction only when its top-1 probability is above this "
                    "(strictly between 0 and 1).")
@@ -19,8 +20,9 @@ from physical.commands.options import batch_size_option, device_option, run_opti
                    "output order (WordNet id or name).")
 @batch_size_option
 @device_option
+@service_options
 @click.pass_context
-def evaluate(ctx, run, models, threshold, labels, batch_size, device):
+def evaluate(ctx, run, models, threshold, labels, batch_size, device, service):
     """Evaluate a run: the quantised PNGs, and the phone-photo crops when `physical ingest` made
     them. Writes reports/<run>/metrics.json and metrics.csv (schema: docs/metrics.md).
 
@@ -28,18 +30,21 @@ def evaluate(ctx, run, models, threshold, labels, batch_size, device):
     Examples:
       physical evaluate --run r1
       physical evaluate --run r1 --model default --model efficientnet-lite1   # + transfer matrix
+      physical evaluate --run r1 --model default --model oip:http://localhost:8080/v2/models/resnet
     """
     from physical.errors import PhysicalError
 
     if not 0.0 < threshold < 1.0:
         raise PhysicalError(f"--threshold must be strictly between 0 and 1, got {threshold:g}")
     from physical.evaluate import evaluate as run_evaluate, summary_table
+    from physical.service import session
 
     obj = ctx.obj or {}
     ws = obj["workspace"]
     quiet = obj.get("quiet", False)
-    doc = run_evaluate(ws, run, models=list(models) or None, threshold=threshold, batch_size=batch_size,
-                       device=device, labels=labels, progress=not quiet)
+    with session(list(models) or None, service) as specs:   # oip: specs, credentials kept out of them
+        doc = run_evaluate(ws, run, models=specs, threshold=threshold, batch_size=batch_size,
+                           device=device, labels=labels, progress=not quiet)
     if doc["photo"]["status"] == "missing":
         click.echo(f"photos: {doc['photo']['message']}", err=True)
     if not quiet:
@@ -50,9 +55,11 @@ def evaluate(ctx, run, models, threshold, labels, batch_size, device):
 
 
 def transfer_table(transfer: dict) -> str:
+    from physical.service import display_name
+
     models = transfer["models"]
     lines = [f"transfer: top-1 error (%) of images crafted on {transfer['crafted_by']}",
-             f"{'stage':<6} {'variant':<12} " + " ".join(f"{m[:18]:>18}" for m in models)]
+             f"{'stage':<6} {'variant':<12} " + " ".join(f"{display_name(m)[:18]:>18}" for m in models)]
     for e in transfer["entries"]:
         cells = []
         for m in models:

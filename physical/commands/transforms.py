@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from physical.commands.options import batch_size_option, device_option, run_option
+from physical.commands.options import batch_size_option, device_option, run_option, service_options
 
 
 @click.command(short_help="The paper's artificial transformations (blur, noise, JPEG, ...).")
@@ -14,15 +14,17 @@ from physical.commands.options import batch_size_option, device_option, run_opti
 @click.option("--eps", "eps", default=None, metavar="LIST",
               help="Only the adversarial variants at these ε, e.g. 16 (the paper's Section 4). Default: all.")
 @click.option("--model", "models", multiple=True, metavar="SPEC",
-              help="Evaluating model (repeatable). Default: the model that crafted the run.")
+              help="Evaluating model (repeatable), also oip:http://HOST:PORT/v2/models/NAME (a service). "
+                   "Default: the model that crafted the run.")
 @click.option("--threshold", type=float, default=0.8, show_default=True,
               help="Thresholded classifier: accept a prediction only when its top-1 probability is above this.")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
               help="For a model without ImageNet's 1000 classes: one class per line (WordNet id or name).")
 @batch_size_option
 @device_option
+@service_options
 @click.pass_context
-def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device):
+def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device, service):
     """Apply brightness, contrast, Gaussian blur, Gaussian noise and JPEG over the grids of
     docs/metrics.md to every clean and adversarial PNG, and measure the destruction rate of each.
     The rows (stage `transform:<kind>:<value>`) are merged into reports/<run>/metrics.json:
@@ -53,9 +55,12 @@ def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size
     obj = ctx.obj or {}
     ws = obj["workspace"]
     quiet = obj.get("quiet", False)
-    doc = evaluate_transforms(ws, run, kinds=kind_list, seed=seed, models=list(models) or None,
-                              threshold=threshold, batch_size=batch_size, device=device, labels=labels,
-                              progress=not quiet, eps=eps_list)
+    from physical.service import session
+
+    with session(list(models) or None, service) as specs:   # oip: specs, credentials kept out of them
+        doc = evaluate_transforms(ws, run, kinds=kind_list, seed=seed, models=specs,
+                                  threshold=threshold, batch_size=batch_size, device=device, labels=labels,
+                                  progress=not quiet, eps=eps_list)
     if not quiet:
         click.echo(transforms_table(doc, kind_list))
         click.echo(f"wrote {ws.reports(run) / 'metrics.json'} ({sum(1 for r in doc['rows'] if r['stage'].startswith('transform:'))} transform rows)")
@@ -64,6 +69,7 @@ def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size
 def transforms_table(doc: dict, kinds) -> str:
     """Top-1 destruction rate (%, average subset) per model × variant at each kind's strongest
     setting of the grid (the value farthest from the identity); every value is in metrics.json."""
+    from physical.service import display_name
     from physical.transforms import IDENTITY
 
     grid = (doc.get("transforms") or {}).get("grid", {})
@@ -85,5 +91,5 @@ def transforms_table(doc: dict, kinds) -> str:
         for kind in strongest:
             d = cells.get((model, variant, kind), {}).get("destruction_top1")
             row.append(f"{'-' if d is None else f'{100 * d:.1f}':>15}")
-        lines.append(f"{model[:18]:<18} {variant[:12]:<12} " + " ".join(row))
+        lines.append(f"{display_name(model)[:18]:<18} {variant[:12]:<12} " + " ".join(row))
     return "\n".join(lines)

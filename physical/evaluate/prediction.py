@@ -34,6 +34,10 @@ class EvalModel:
     manifest_model: dict = field(default_factory=dict)   # the crafting model's manifest block
 
     def get(self):
+        if self.model is None and self.spec.startswith("oip:"):  # a model behind a service
+            from physical.service import connect
+
+            self.model = connect(self.spec)
         if self.model is None:
             from physical.models import load_model
 
@@ -44,6 +48,8 @@ class EvalModel:
         if self.model is not None:
             m = self.model
             out = {"spec": m.spec, "arch": m.arch, "weights_sha256": m.weights_sha256, "num_classes": m.num_classes}
+            if getattr(m, "service", None):  # URL without credentials, model, version, platform
+                out["service"] = m.service
         else:
             mm = self.manifest_model if self.crafting else {}
             out = {"spec": self.spec, "arch": mm.get("arch", self.arch), "weights_sha256": mm.get("weights_sha256"),
@@ -128,6 +134,7 @@ def predict_items(model, items: Sequence, load: Callable[[object], np.ndarray], 
         return Preds(top5, prob5)
     if workers is None:
         workers = max(1, min(8, (os.cpu_count() or 2) // 2))
+    batch_size = max(batch_size, getattr(model, "batch_hint", 0))  # a service: enough for its concurrency
     starts = list(range(0, len(items), batch_size))
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=None if progress else True, leave=False)
     with ThreadPoolExecutor(max_workers=workers) as pool:

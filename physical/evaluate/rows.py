@@ -150,6 +150,8 @@ def _pct(x) -> str:
 
 def summary_table(doc: dict, stages: Sequence[str] = ("png", "photo")) -> str:
     """A short plain-text table: average subset, png and photo stages (top-1/top-5 in %)."""
+    from physical.service import display_name
+
     lines = [f"{'model':<18} {'variant':<12} {'stage':<6} {'n':>4} {'clean@1':>7} {'adv@1':>6} {'adv@5':>6} "
              f"{'d@1':>6} {'d@5':>6} {'d_n':>4} {'pref.n':>6} {'pref.d@1':>8}"]
     pre = {(r["model"], r["stage"], r["variant"]): r for r in doc["rows"] if r["subset"] == "prefiltered"}
@@ -157,7 +159,7 @@ def summary_table(doc: dict, stages: Sequence[str] = ("png", "photo")) -> str:
         if r["subset"] != "average" or r["stage"] not in stages:
             continue
         p = pre.get((r["model"], r["stage"], r["variant"]), {})
-        lines.append(f"{r['model'][:18]:<18} {r['variant'][:12]:<12} {r['stage']:<6} {r['n']:>4} "
+        lines.append(f"{display_name(r['model'])[:18]:<18} {r['variant'][:12]:<12} {r['stage']:<6} {r['n']:>4} "
                      f"{_pct(r['clean_top1']):>7} {_pct(r['adv_top1']):>6} {_pct(r['adv_top5']):>6} "
                      f"{_pct(r['destruction_top1']):>6} {_pct(r['destruction_top5']):>6} {r['destruction_n']:>4} "
                      f"{p.get('n', 0):>6} {_pct(p.get('destruction_top1')):>8}")
