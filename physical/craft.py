@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -78,10 +79,14 @@ def validate(options: CraftOptions) -> None:
     if not options.attacks:
         raise PhysicalError("no attacks given")
     for e in options.eps:
-        if not 0 < e <= 255:
-            raise PhysicalError(f"ε must be in (0, 255] intensity levels, got {e:g}")
-    if options.alpha <= 0:
-        raise PhysicalError(f"--alpha must be positive, got {options.alpha:g}")
+        try:
+            atk.check_eps(e, positive=True)
+        except ValueError as exc:
+            raise PhysicalError(str(exc)) from None
+    if not (math.isfinite(options.alpha) and options.alpha > 0):
+        raise PhysicalError(f"--alpha must be a positive number, got {options.alpha:g}")
+    if options.seed < 0:
+        raise PhysicalError(f"--seed must be 0 or more, got {options.seed}")
     if options.steps is not None and options.steps < 1:
         raise PhysicalError(f"--steps must be at least 1, got {options.steps}")
     if options.batch_size < 1:

@@ -63,6 +63,10 @@ class Workspace:
     def pdf_path(self, run: str) -> Path:
         return self.printouts(run) / f"{run}.pdf"
 
+    def inside(self, run: str, path: str | os.PathLike) -> bool:
+        """See `inside`: whether `path` resolves inside this run's own folders."""
+        return inside(self, run, path)
+
     def load_manifest(self, run: str) -> dict:
         path = self.manifest_path(run)
         if not path.exists():
@@ -70,6 +74,34 @@ class Workspace:
                 f"no run {run!r} in {self.root}: {path} does not exist "
                 f"(run `physical craft --run {run}` first, or pass --workspace)")
         return read_json(path)
+
+
+# --- paths read from run files: only ever acted on inside the run (issue 11) -----------------
+
+def inside(ws: "Workspace", run: str, path: str | os.PathLike) -> bool:
+    """Whether `path` resolves, symlinks followed, strictly inside one of the run's own folders
+    (printouts/, captures/ or reports/<run>). A stage deletes or overwrites a path it read from a
+    file only when this holds: `../../x` and absolute paths from an edited file are refused."""
+    target = Path(path).resolve()
+    for folder in (ws.printouts(run), ws.captures(run), ws.reports(run)):
+        root = folder.resolve()
+        if target != root and target.is_relative_to(root):
+            return True
+    return False
+
+
+def remove_inside(ws: "Workspace", run: str, base: Path, path: str | os.PathLike) -> bool:
+    """Delete the file `base / path` (a path read from a run file, relative to `base`) if it lies
+    inside the run; refuse with one line otherwise. Returns whether a file was removed."""
+    p = Path(base) / path
+    if not inside(ws, run, p):
+        raise PhysicalError(f"refusing to delete {path}: it is not inside run {run!r}'s folders "
+                            "(the run file that lists it was edited or comes from elsewhere)")
+    try:
+        p.unlink()
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -85,17 +117,24 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder and `os.replace`. An OSError
+    (read-only workspace, disk full, no permission) becomes one PhysicalError naming the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise PhysicalError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise PhysicalError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import click
 
-from physical.commands.options import run_option
+from physical.commands import options as o
 
 
-@click.command("report")
-@run_option
-@click.option("--sample", type=click.IntRange(min=0), default=6, show_default=True,
+@click.command("report", short_help="Write the HTML report for a run.")
+@o.run_option
+@click.option("--sample", type=click.IntRange(0, 10000), default=6, show_default=True,
               help="How many images the gallery shows (sampled with the run's seed).")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
-              show_default=True, help="Confidence threshold marked on the error-vs-acceptance curve.")
+@o.threshold_option("Confidence threshold marked on the error-vs-acceptance curve.")
 @click.option("--classify/--no-classify", default=True, show_default=True,
               help="Classify the gallery's photo crops with the crafting model when evaluate stored no "
                    "per-crop predictions (loads the model).")
+@o.workspace_option
 @click.pass_context
 def report(ctx, run, sample, threshold, classify):
     """Write reports/RUN/index.html: the paper's table for this run, plots, galleries, ingest.
