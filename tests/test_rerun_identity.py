@@ -169,3 +169,18 @@ def test_a_rerun_refuses_changed_labels_sources_and_dropped_images(tmp_path, cac
     new = [i for i in after if i.startswith("a_b-")]
     assert len(after) == 3 and len(new) == 1 and after[new[0]]["source_file"] == "a b.png"
     assert after[new[0]]["label"]["name"] == "missile"
+
+
+@pytest.mark.parametrize("content", ["[]", '{"images": [{"id": 3}]}', '{"images": "x"}'])
+def test_a_manifest_of_the_wrong_shape_is_one_line_before_the_model_loads(tmp_path, monkeypatch, content):
+    import physical.craft as craft_mod
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the manifest was checked")
+
+    monkeypatch.setattr(craft_mod, "load_model", refuse)
+    path = tmp_path / "printouts" / "r1" / "manifest.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    _one_line_error(_cli(tmp_path, "craft", "--images", "demo", "--run", "r1"), "is not a manifest written by")
+    assert path.read_text() == content

@@ -37,7 +37,9 @@ def simulate(ctx, run, preset, photos_per_page, seed, resolution, force):
     if layout.exists():
         from physical.workspace import read_json
 
-        n_pages = len(read_json(layout).get("pages", []))
+        doc = read_json(layout)
+        pages = doc.get("pages") if isinstance(doc, dict) else None
+        n_pages = len(pages) if isinstance(pages, list) else None  # simulate_run says what is wrong
     total = n_pages * photos_per_page if n_pages else None
     with tqdm(total=total, unit="photo", desc="simulate", disable=ctx.obj.get("quiet") or (total or 0) < 3,
               leave=False) as bar:
