@@ -44,13 +44,20 @@ def paper_steps(eps: float) -> int:
     return max(1, int(min(eps + 4, 1.25 * eps)))
 
 
-def check_eps(eps: float) -> float:
-    """ε as a float in [0, 255]. ε > 255 (and ±inf, nan) is refused, not read as 255: FGSM, the
-    projection and the sign baseline would be those of ε = 255, but the paper's step count
-    (`paper_steps`) and the Gaussian baseline's L2 norm grow with ε, so "400" would silently
-    be a different attack from "255" in some places and the same in others."""
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps)) or eps < 0 or eps > 255:
-        raise ValueError(f"ε must be in [0, 255] intensity levels (at most the whole pixel range), got {eps!r}")
+EPS_MAX = 255.0
+
+
+def check_eps(eps: float, positive: bool = False) -> float:
+    """ε in intensity levels: [0, 255] for the attack functions (ε = 0 returns the input);
+    `positive`: (0, 255], the rule of every command that crafts (ε = 0 would be the clean image).
+    ε > 255 (and ±inf, nan) is refused, not read as 255: FGSM, the projection and the sign
+    baseline would be those of ε = 255, but the paper's step count (`paper_steps`) and the
+    Gaussian baseline's L2 norm grow with ε, so "400" would silently be a different attack from
+    "255" in some places and the same in others."""
+    ok = isinstance(eps, (int, float)) and math.isfinite(eps) and (eps > 0 if positive else eps >= 0) and eps <= EPS_MAX
+    if not ok:
+        raise ValueError(f"ε must be in {'(' if positive else '['}0, {EPS_MAX:g}] intensity levels "
+                         f"(at most the whole pixel range), got {eps!r}")
     return float(eps)
 
 

@@ -45,8 +45,10 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attr)
 
     def format_commands(self, ctx, formatter):
-        # Short help without importing every command module (each may pull in torch).
-        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        # Each command's own short help. The command modules import only click at top level
+        # (their stages load lazily inside the command), so this stays fast: no torch, no cv2.
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, self.get_command(ctx, name).get_short_help_str(limit)) for name in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands (in workflow order)"):
                 formatter.write_dl(rows)
@@ -57,20 +59,18 @@ class LazyGroup(click.Group):
         except PhysicalError as exc:
             # A user mistake: one clear line, non-zero exit, no traceback.
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            # The machine said no (read-only workspace, disk full, a folder where a file should be):
+            # one line naming the path and the reason. An OSError without a path is a bug: re-raised.
+            if exc.filename is None:
+                raise
+            raise click.ClickException(os_error_line(exc)) from None
 
 
-SHORT_HELP = {
-    "demo": "Run the whole loop on bundled photos with a simulated printer and camera.",
-    "run": "Run the whole loop on your images; skips stages already done.",
-    "craft": "Craft adversarial examples and save clean/adversarial 8-bit PNGs.",
-    "layout": "Lay clean/adversarial pairs out as a printable PDF with markers.",
-    "simulate": "Simulate printing the PDF and photographing it with a phone.",
-    "ingest": "Find markers in phone photos, undo perspective, crop each image.",
-    "evaluate": "Accuracy, destruction rate and prefiltered error per attack and eps.",
-    "transforms": "The paper's artificial transformations (blur, noise, JPEG, ...).",
-    "report": "Write the HTML report for a run.",
-    "lab": "The lecture's earlier experiments (L-BFGS, linearity, directions).",
-}
+def os_error_line(exc: OSError) -> str:
+    """'cannot write /ws/printouts/r1: Read-only file system' from an OSError that names a path."""
+    target = f"{exc.filename} → {exc.filename2}" if exc.filename2 else str(exc.filename)
+    return f"cannot write or read {target}: {exc.strerror or exc}"
 
 
 def _module_exists(target: str) -> bool:

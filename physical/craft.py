@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,8 +22,9 @@ import numpy as np
 import torch
 
 from physical import attacks as atk
+from physical import craft_rerun as rerun
 from physical import records
-from physical.data import ClassTable, collect, load_image
+from physical.data import ClassTable, collect, load_image, subset
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
 from physical.quantize import decode_png, encode_png, quantization_error, to_uint8
@@ -79,10 +82,14 @@ def validate(options: CraftOptions) -> None:
     if not options.attacks:
         raise PhysicalError("no attacks given")
     for e in options.eps:
-        if not 0 < e <= 255:
-            raise PhysicalError(f"ε must be in (0, 255] intensity levels, got {e:g}")
-    if options.alpha <= 0:
-        raise PhysicalError(f"--alpha must be positive, got {options.alpha:g}")
+        try:
+            atk.check_eps(e, positive=True)
+        except ValueError as exc:
+            raise PhysicalError(str(exc)) from None
+    if not (math.isfinite(options.alpha) and options.alpha > 0):
+        raise PhysicalError(f"--alpha must be a positive number, got {options.alpha:g}")
+    if options.seed < 0:
+        raise PhysicalError(f"--seed must be 0 or more, got {options.seed}")
     if options.steps is not None and options.steps < 1:
         raise PhysicalError(f"--steps must be at least 1, got {options.steps}")
     if options.batch_size < 1:
@@ -141,21 +148,26 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     """Craft a run; returns the manifest (also written to printouts/<run>/manifest.json)."""
     check_run_name(run)
     validate(options)
+    folder = ws.printouts(run)
+    manifest_path = ws.manifest_path(run)
+    _check_inputs(options, folder)  # before the model loads: a typo costs no time
+    old = ws.load_manifest(run).dump() if manifest_path.exists() else None  # validated by physical.records
     model = load_model(options.model, options.device, arch=options.arch)
     model = model.to(memory_format=torch.channels_last)  # ~1.3× faster convolutions on CPU
     device = next(model.parameters()).device
     info = model_info(model)
     settings = attack_settings(options)
     table = ClassTable(model.wnids, model.class_names)
-    items, skipped = collect(options.images, table, options.labels, options.limit, options.seed)
+    known = {} if options.force else rerun.known_ids(old, options.images)
+    every, skipped = collect(options.images, table, options.labels, None, options.seed, known_ids=known)
+    items = subset(every, options.limit, options.seed)
 
-    folder = ws.printouts(run)
-    manifest_path = ws.manifest_path(run)
-    old = ws.load_manifest(run).dump() if manifest_path.exists() else None
+    staging = None
     if old is not None and options.force:
-        shutil.rmtree(folder / "images", ignore_errors=True)
-        old = None
+        # --force: craft the run again beside the old one; swapped in at the very end.
+        staging, old = rerun.make_staging(folder), None
     if old is not None:
+        rerun.check_rerun(run, old, every, items, options.limit, options.seed, skipped, options.images)
         _check_compatible(old, info, settings, run)
         # The seed made the noise baselines: already saved ones (kept in the merged manifest) count too.
         seeded = set(options.attacks) | set(old.get("attacks") or {})
@@ -175,6 +187,33 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         "images": [], "skipped": [vars(s) for s in skipped], "summary": {},
     }
 
+    try:
+        return _craft_items(model, device, table, items, entries, manifest, old, variants, options, ws, run,
+                            folder, manifest_path, staging)
+    except BaseException:
+        if staging is not None:  # a failed --force: the old run stays as it was
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _check_inputs(options: CraftOptions, folder) -> None:
+    """What can be checked without the model: the source folder, the labels file, a writable run folder."""
+    if options.images != "demo":
+        if not os.path.exists(options.images):
+            raise PhysicalError(f"image folder {options.images} does not exist")
+        if not os.path.isdir(options.images):
+            raise PhysicalError(f"{options.images} is not a folder (give a folder of images, or 'demo')")
+    if options.labels and not os.path.isfile(options.labels):
+        raise PhysicalError(f"labels file {options.labels} does not exist")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PhysicalError(f"cannot write {folder}: {exc.strerror or exc}") from None
+
+
+def _craft_items(model, device, table, items, entries, manifest, old, variants, options, ws, run, folder,
+                 manifest_path, staging) -> dict:
+    out_folder = staging if staging is not None else folder  # where the PNGs are written
     todo = [it for it in items if not (it.id in entries and _image_done(entries[it.id], variants, folder))]
     log.info("%d images, %d already done", len(items), len(items) - len(todo))
     from tqdm import tqdm
@@ -191,11 +230,11 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
                 manifest["skipped"].append({"source": item.path, "reason": str(exc)})
                 bar.update(len(options.attacks))
         if batch:
-            for entry in _craft_batch(model, device, batch, options, table, folder, entries,
+            for entry in _craft_batch(model, device, batch, options, table, out_folder, entries,
                                       on_attack=lambda: bar.update(len(batch))):
                 entries[entry["id"]] = entry
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
-        if manifest["images"]:  # never leave a manifest of nothing behind
+        if manifest["images"] and staging is None:  # never leave a manifest of nothing behind
             manifest["summary"] = summarize(manifest)
             records.write(records.MANIFEST, ws, run, manifest)
     bar.close()
@@ -205,7 +244,9 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         reasons = "; ".join(sorted({s["reason"] for s in manifest["skipped"]}))[:300]
         raise PhysicalError(f"no image could be read from {options.images} ({reasons})")
     manifest["summary"] = summarize(manifest)
-    if manifest != old:  # an unchanged manifest keeps its mtime: later stages see nothing new
+    if staging is not None:
+        rerun.swap_in(folder, staging, lambda: records.write(records.MANIFEST, ws, run, manifest))
+    elif manifest != old:  # an unchanged manifest keeps its mtime: later stages see nothing new
         records.write(records.MANIFEST, ws, run, manifest)
     return manifest
 
@@ -227,6 +268,7 @@ def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable,
     for n, (item, img) in enumerate(batch):
         prev = entries.get(item.id, {})
         out.append({"id": item.id, "source": item.path if options.images != "demo" else f"demo:{item.id}",
+                    "source_file": item.rel,
                     "source_sha256": sha256_file(item.path), "label": table.describe(item.label),
                     "variants": dict(prev.get("variants", {}))})
     # Clean: the canonical PNG, scored as read back.

@@ -51,7 +51,7 @@ captures/<run>/ingest.json (schema 1; rewritten atomically after every photo)::
                 "homography_mm_to_px": 3x3, "points", "extra_points", "markers_found",
                 "markers_expected", "reprojection_error_px" (RMS over the points used),
                 "sharpness", "warp_px": [w, h], "used": bool}],
-     "sessions": [{"time", "photos_dir", "files", "new", "already_ingested", "read", "accepted",
+     "sessions": [{"time", "photos_dir", "files", "new", "already_ingested", "forgotten", "read", "accepted",
                    "rejected", "reasons": {kind: n}, "seconds", "note"?}],
      "summary": {"read", "accepted", "rejected", "reasons", "printed", "visible", "recovered", "crops"}}
 """
@@ -75,7 +75,7 @@ from PIL import Image, UnidentifiedImageError
 
 from physical import geometry, markers, records
 from physical.errors import PhysicalError
-from physical.workspace import Workspace, atomic_write_bytes, run_locked, sha256_bytes, sha256_file
+from physical.workspace import Workspace, atomic_write_bytes, remove_inside, run_locked, sha256_bytes, sha256_file
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
 DETECT_LONG_SIDE = 2000            # markers are searched on a copy this size (long side)
@@ -476,10 +476,11 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     ctx = _context(ws, run, layout, max_pixels)
 
     files = ws.list_photos(run, folder)
+    digests = [(path, sha256_file(path)) for path in files]
+    forgotten = _forget_changed_photos(ws, run, state, folder, {d for _, d in digests})
     known = {p["sha256"] for p in state["photos"] if p.get("sha256")}
     todo, skipped = [], 0
-    for path in files:
-        digest = sha256_file(path)
+    for path, digest in digests:
         if digest in known:
             skipped += 1
             continue
@@ -488,7 +489,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     if total:
         total(len(todo))
     session = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "photos_dir": str(folder),
-               "files": len(files), "new": len(todo), "already_ingested": skipped}
+               "files": len(files), "new": len(todo), "already_ingested": skipped, "forgotten": forgotten}
     t0 = time.perf_counter()
     new_records = []
     for path, digest, result in _process(todo, ctx, workers):
@@ -518,6 +519,33 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     records.write(records.INGEST, ws, run, state)
     state["last_session"] = session
     return state
+
+
+def _forget_changed_photos(ws: Workspace, run: str, state: dict, folder: Path, present: set[str]) -> int:
+    """Drop the records and crops of photos once read from `folder` that are no longer there with
+    the same content (deleted, or replaced, e.g. by `physical simulate --force`): ingest owns its
+    crops and ingest.json, so it is ingest that notices, not the stage that changed the photos.
+    Photos ingested from other folders are kept. Returns how many photos were forgotten."""
+    captures = ws.captures(run)
+    root = folder.resolve()
+    gone = []
+    for rec in state["photos"]:
+        path = Path(rec.get("file", ""))
+        path = (path if path.is_absolute() else captures / path).resolve()
+        if path.parent.is_relative_to(root) and rec.get("sha256") not in present:
+            gone.append(rec)
+    if not gone:
+        return 0
+    keys = {(rec.get("file"), rec.get("sha256")) for rec in gone}
+    kept = []
+    for crop in state["crops"]:
+        if (crop.get("photo"), crop.get("photo_sha256")) in keys:
+            remove_inside(ws, run, captures, crop["file"])  # a path read from ingest.json: inside the run only
+        else:
+            kept.append(crop)
+    state["crops"] = kept
+    state["photos"] = [rec for rec in state["photos"] if not any(rec is g for g in gone)]
+    return len(gone)
 
 
 def _process(todo, ctx: Context, workers: int | None):
@@ -606,7 +634,8 @@ def summarize(state: dict, layout: dict) -> dict:
 def summary_line(state: dict) -> str:
     s, last = state["summary"], state.get("last_session", {})
     reasons = ", ".join(f"{n} {k}" for k, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]))
-    new = f" ({last.get('new', 0)} new, {last.get('already_ingested', 0)} already ingested)" if last else ""
+    gone = f", {last['forgotten']} gone or replaced: their crops dropped" if last.get("forgotten") else ""
+    new = f" ({last.get('new', 0)} new, {last.get('already_ingested', 0)} already ingested{gone})" if last else ""
     return (f"ingest {state['run']}: {s['read']} photos read{new}, {s['accepted']} accepted, "
             f"{s['rejected']} rejected{' (' + reasons + ')' if reasons else ''}; "
             f"{s['recovered']} of {s['visible']} images visible in photos recovered "

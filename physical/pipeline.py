@@ -16,6 +16,7 @@ from typing import Callable
 from physical.craft import CraftOptions
 from physical.errors import PhysicalError
 from physical import records
+from physical.transforms import KINDS
 from physical.workspace import Workspace, check_run_name, run_locked, sha256_file
 
 STAGES = ("craft", "layout", "simulate", "ingest", "evaluate", "transforms", "report")
@@ -33,7 +34,7 @@ class PipelineOptions:
     photos_per_page: int = 1
     resolution: tuple[int, int] = (4000, 3000)
     photos: str | None = None       # folder of real photos (default captures/<run>/photos)
-    kinds: tuple = ("brightness", "contrast", "blur", "noise", "jpeg")
+    kinds: tuple = KINDS
     transform_grid: dict | None = None
     threshold: float = 0.8
     stop_after: str | None = None

@@ -46,7 +46,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,7 +59,7 @@ from PIL import Image
 
 from physical import geometry, records
 from physical.errors import PhysicalError
-from physical.workspace import (Workspace, atomic_write_bytes, read_json, run_locked,
+from physical.workspace import (Workspace, atomic_write_bytes, remove_inside, run_locked,
                                 sha256_bytes, sha256_file)
 
 MM_PER_INCH = geometry.MM_PER_INCH
@@ -454,25 +456,34 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
 
     Writes captures/<run>/photos/sim-p<page>-<n>.jpg and captures/<run>/simulated.json (returned).
     `resolution` is (long side, short side) of the sensor; `progress(n)` is called per photo.
+
+    --force replaces an earlier simulation without ever leaving less than it found: every option
+    and input (seed, layout.json, the PDF and its pages, the earlier simulated.json's file list)
+    is checked first, the new photos are made in a staging folder beside the old ones, and only
+    then are the old photos removed (those simulated.json lists, and only inside the run) and the
+    new ones moved in. Ingest notices the changed photos itself (a stage deletes only its own outputs).
     """
     import pypdfium2
 
     _preset(preset)
     if photos_per_page < 1:
         raise PhysicalError("--photos-per-page must be at least 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise PhysicalError(f"--seed must be an integer 0 or more, got {seed!r}")
     pdf_path, layout_path = ws.pdf_path(run), ws.layout_path(run)
     for path in (pdf_path, layout_path):
         if not path.exists():
             raise PhysicalError(f"{path} does not exist: run `physical layout --run {run}` first")
     layout = records.read(records.LAYOUT, ws, run).dump()
+    slots = layout_slots(layout)
     captures = ws.captures(run)
     sim_json = ws.simulated_path(run)
+    old_files: list[str] = []
     if sim_json.exists():
         if not force:
             raise PhysicalError(f"{sim_json} exists: photos were already simulated for run {run!r} "
                                 "(use --force to replace them)")
-        _remove_previous(captures, records.read(records.SIMULATED, ws, run).dump())
-    slots = layout_slots(layout)
+        old_files = _previous_files(ws, run, records.read(records.SIMULATED, ws, run).dump())
     long_side, short_side = resolution
     rng = np.random.default_rng(seed)
     result = {"schema": 1, "run": run, "pdf_sha256": sha256_file(pdf_path),
@@ -482,64 +493,116 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
               "coordinates": "page mm from the top-left, y down → photo px as displayed "
                              "(EXIF applied), pixel corners at integers",
               "pages": [], "photos": []}
-    pdf = pypdfium2.PdfDocument(str(pdf_path))
+    try:
+        pdf = pypdfium2.PdfDocument(str(pdf_path))
+    except pypdfium2.PdfiumError as exc:
+        raise PhysicalError(f"{pdf_path} cannot be read as a PDF ({exc}): "
+                            f"run `physical layout --run {run} --force`") from None
+    staging, made = None, False
     try:
         n_pages = len(pdf)
         page_numbers = pages or list(range(1, n_pages + 1))
         for page_no in page_numbers:
             if not 1 <= page_no <= n_pages:
                 raise PhysicalError(f"page {page_no} is not in {pdf_path} ({n_pages} pages)")
-            w_pt, h_pt = pdf[page_no - 1].get_size()
-            page_mm = (w_pt / PT_PER_INCH * MM_PER_INCH, h_pt / PT_PER_INCH * MM_PER_INCH)
-            printer = draw_printer(rng, preset)
-            shots = []
-            for n in range(1, photos_per_page + 1):
-                cam = draw_camera(rng, preset)
-                frame = (short_side, long_side) if cam["portrait"] else (long_side, short_side)
-                H = camera_homography(page_mm, frame, cam)
-                shots.append((n, cam, frame, H, int(rng.integers(2 ** 63))))
-            # Just enough resolution for the sharpest part of any photo of this page.
-            need = max(max_scale(H, page_mm) for _, _, _, H, _ in shots) * MM_PER_INCH
-            dpi = float(min(MAX_RENDER_DPI, max(72.0, math.ceil(need))))
-            rendered, px_per_mm = render_pdf_page(pdf, page_no - 1, dpi)
-            printed = print_page(rendered, float(np.mean(px_per_mm)), printer)
-            del rendered
-            result["pages"].append({"page": page_no, "size_mm": list(page_mm), "render_dpi": dpi,
-                                    "printer": printer})
-            page_slots = [s for s in slots if s.page == page_no]
-            for n, cam, frame, H, photo_seed in shots:
-                dist = distortion_of(frame, cam)
-                img = photograph(printed, px_per_mm, H, dist, frame, cam, np.random.default_rng(photo_seed))
-                data = encode_jpeg(img, cam["jpeg_quality"], cam["exif_orientation"])
-                del img
-                name = f"photos/sim-p{page_no:02d}-{n}.jpg"
-                atomic_write_bytes(captures / name, data)
-                truth = {"file": name, "sha256": sha256_bytes(data), "page": page_no,
-                         "size": list(frame), "exif_orientation": cam["exif_orientation"],
-                         "homography_mm_to_px": H.tolist(), "distortion": dist, "camera": cam}
-                truth["slots"] = slot_truth(page_slots, truth)
-                result["photos"].append(truth)
-                if progress:
-                    progress(1)
-            del printed
+        _remove_stale_staging(captures)
+        captures.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=captures))
+        _simulate_pages(pdf, page_numbers, slots, result, staging, rng, preset, photos_per_page,
+                        (long_side, short_side), progress)
+        made = True
+    except pypdfium2.PdfiumError as exc:
+        raise PhysicalError(f"{pdf_path} cannot be rendered ({exc}): "
+                            f"run `physical layout --run {run} --force`") from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise PhysicalError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
     finally:
         pdf.close()
+        if staging is not None and not made:  # failed or interrupted: the old photos stay as they were
+            shutil.rmtree(staging, ignore_errors=True)
+    # Everything is made: now, and only now, replace the earlier simulation.
+    new_files = {p["file"] for p in result["photos"]}
+    for name in old_files:
+        if name not in new_files:
+            remove_inside(ws, run, captures, name)
+    for name in sorted(new_files):
+        (captures / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, captures / name)
     records.write(records.SIMULATED, ws, run, result)
+    shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
-def _remove_previous(captures: Path, previous: dict) -> None:
-    """--force: remove the photos an earlier simulation wrote, and the crops made from them."""
-    files = {p["file"] for p in previous.get("photos", [])}
-    for name in files:
-        (captures / name).unlink(missing_ok=True)
-    ingest_json = captures / "ingest.json"
-    if ingest_json.exists():
-        ingested = read_json(ingest_json)
-        if any(p.get("file") in files for p in ingested.get("photos", [])):
-            ingest_json.unlink()
-            shutil.rmtree(captures / "crops", ignore_errors=True)
-    (captures / "simulated.json").unlink(missing_ok=True)
+STAGING_PREFIX = ".simulate-tmp-"
+
+
+def _remove_stale_staging(captures: Path) -> None:
+    """Staging folders of an earlier simulate that was killed (ours, inside the run)."""
+    if captures.is_dir():
+        for old in captures.glob(STAGING_PREFIX + "*"):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _previous_files(ws: Workspace, run: str, previous) -> list[str]:
+    """The photo files an earlier simulated.json lists, each checked to lie inside the run
+    before anything is made or removed (a tampered file must not make --force delete elsewhere)."""
+    photos = previous.get("photos") if isinstance(previous, dict) else None
+    if not isinstance(photos, list):
+        raise PhysicalError(f"{ws.captures(run) / 'simulated.json'} is not a simulate record: "
+                            "move it away to simulate again")
+    names = []
+    for p in photos:
+        name = p.get("file") if isinstance(p, dict) else None
+        if not isinstance(name, str) or not name:
+            raise PhysicalError(f"{ws.captures(run) / 'simulated.json'} lists a photo without a file name")
+        if not ws.inside(run, ws.captures(run) / name):
+            raise PhysicalError(f"{ws.captures(run) / 'simulated.json'} lists {name!r}, which is not inside "
+                                f"run {run!r}: refusing to delete it (was the file edited?)")
+        names.append(name)
+    return names
+
+
+def _simulate_pages(pdf, page_numbers, slots, result, out: Path, rng, preset, photos_per_page,
+                    resolution, progress) -> None:
+    """Render, print and photograph every page; photos go to `out`/photos/, records to `result`."""
+    long_side, short_side = resolution
+    for page_no in page_numbers:
+        w_pt, h_pt = pdf[page_no - 1].get_size()
+        page_mm = (w_pt / PT_PER_INCH * MM_PER_INCH, h_pt / PT_PER_INCH * MM_PER_INCH)
+        printer = draw_printer(rng, preset)
+        shots = []
+        for n in range(1, photos_per_page + 1):
+            cam = draw_camera(rng, preset)
+            frame = (short_side, long_side) if cam["portrait"] else (long_side, short_side)
+            H = camera_homography(page_mm, frame, cam)
+            shots.append((n, cam, frame, H, int(rng.integers(2 ** 63))))
+        # Just enough resolution for the sharpest part of any photo of this page.
+        need = max(max_scale(H, page_mm) for _, _, _, H, _ in shots) * MM_PER_INCH
+        dpi = float(min(MAX_RENDER_DPI, max(72.0, math.ceil(need))))
+        rendered, px_per_mm = render_pdf_page(pdf, page_no - 1, dpi)
+        printed = print_page(rendered, float(np.mean(px_per_mm)), printer)
+        del rendered
+        result["pages"].append({"page": page_no, "size_mm": list(page_mm), "render_dpi": dpi,
+                                "printer": printer})
+        page_slots = [s for s in slots if s.page == page_no]
+        for n, cam, frame, H, photo_seed in shots:
+            dist = distortion_of(frame, cam)
+            img = photograph(printed, px_per_mm, H, dist, frame, cam, np.random.default_rng(photo_seed))
+            data = encode_jpeg(img, cam["jpeg_quality"], cam["exif_orientation"])
+            del img
+            name = f"photos/sim-p{page_no:02d}-{n}.jpg"
+            atomic_write_bytes(out / name, data)
+            truth = {"file": name, "sha256": sha256_bytes(data), "page": page_no,
+                     "size": list(frame), "exif_orientation": cam["exif_orientation"],
+                     "homography_mm_to_px": H.tolist(), "distortion": dist, "camera": cam}
+            truth["slots"] = slot_truth(page_slots, truth)
+            result["photos"].append(truth)
+            if progress:
+                progress(1)
+        del printed
 
 
 def summary_line(result: dict) -> str:

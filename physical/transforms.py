@@ -122,16 +122,5 @@ def apply(kind: str, img: np.ndarray, value: float, *, seed: int = 0, image_id: 
     raise ValueError(f"unknown transform {kind!r}: use {', '.join(KINDS)}")
 
 
-def parse_kinds(text: str | None) -> list[str]:
-    """'blur,jpeg' → ['blur', 'jpeg'] in KINDS order; ValueError naming an unknown kind."""
-    if not text:
-        return list(KINDS)
-    asked = [k.strip().lower() for k in text.split(",") if k.strip()]
-    unknown = [k for k in asked if k not in KINDS]
-    if unknown:
-        raise ValueError(f"unknown transform {unknown[0]!r}: use {', '.join(KINDS)}")
-    return [k for k in KINDS if k in asked]
-
-
 def stage_name(kind: str, value: float) -> str:
     return f"transform:{kind}:{value:g}"

@@ -123,7 +123,8 @@ class Workspace:
         except (OSError, RuntimeError):
             return None
         for folder in self.run_folders(run):
-            if resolved.is_relative_to(folder.resolve()):
+            root = folder.resolve()
+            if resolved != root and resolved.is_relative_to(root):
                 return resolved
         return None
 
@@ -162,12 +163,12 @@ class RunLock:
         except Timeout:
             raise PhysicalError(self._busy_message()) from None
         except OSError as exc:
-            raise PhysicalError(f"cannot lock run {self.run!r} ({self.path}: {exc.strerror})") from None
+            raise PhysicalError(f"cannot write {self.path}: {exc.strerror} (the lock of run {self.run!r})") from None
         RunLock._held[key] = 1
         try:
             atomic_write_json(self.holder, {"pid": os.getpid(), "host": socket.gethostname(),
                                             "command": self.command, "since": time.time()})
-        except OSError:
+        except (OSError, PhysicalError):
             pass  # the holder file only makes the busy message nicer
         return self
 
@@ -203,6 +204,22 @@ def run_locked(command: str):
     return wrap
 
 
+# --- paths read from run files: only ever acted on inside the run (issue 11) -----------------
+
+def remove_inside(ws: "Workspace", run: str, base: Path, path: str | os.PathLike) -> bool:
+    """Delete the file `base / path` (a path read from a run file, relative to `base`) if it lies
+    inside the run; refuse with one line otherwise. Returns whether a file was removed."""
+    p = Path(base) / path
+    if ws.inside(run, p) is None:
+        raise PhysicalError(f"refusing to delete {path}: it is not inside run {run!r}'s folders "
+                            "(the run file that lists it was edited or comes from elsewhere)")
+    try:
+        p.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def read_json(path: str | os.PathLike) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
@@ -216,17 +233,24 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder and `os.replace`. An OSError
+    (read-only workspace, disk full, no permission) becomes one PhysicalError naming the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise PhysicalError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise PhysicalError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 

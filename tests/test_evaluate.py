@@ -286,7 +286,7 @@ def test_transforms_merge_and_rerun_replace(tmp_path, models):
 
 def test_transforms_rejects_unknown_kind(fake_run):
     res = invoke(fake_run, "transforms", "--run", "t", "--kinds", "sharpen")
-    assert res.exit_code == 1 and "unknown transform 'sharpen'" in res.output
+    assert res.exit_code == 2 and "unknown kinds 'sharpen'" in res.output   # refused by click, before any work
 
 
 def test_missing_png_is_one_line_error(fake_run, models):

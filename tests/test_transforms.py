@@ -70,10 +70,6 @@ def test_bad_arguments_are_refused(img):
         T.blur(img, -1)
     with pytest.raises(ValueError):
         T.brightness(img.astype(np.float32), 3)
-    with pytest.raises(ValueError):
-        T.parse_kinds("blur,sharpen")
-    assert T.parse_kinds("jpeg, blur") == ["blur", "jpeg"]
-    assert T.parse_kinds(None) == list(T.KINDS)
 
 
 def test_grid_spans_the_papers_ranges():

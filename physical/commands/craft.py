@@ -1,51 +1,27 @@
 """`physical craft`: adversarial examples → 8-bit PNGs + manifest."""
 import click
 
-from physical.commands.options import batch_size_option, device_option, force_option, model_option, run_option
-
-
-def _csv_list(ctx, param, value):
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise click.BadParameter("give at least one value")
-    return items
-
-
-def _eps_list(ctx, param, value):
-    out = []
-    for v in _csv_list(ctx, param, value):
-        try:
-            e = float(v)
-        except ValueError:
-            raise click.BadParameter(f"{v!r} is not a number") from None
-        if not 0 < e <= 255:
-            raise click.BadParameter(f"ε must be in (0, 255] intensity levels, got {v}")
-        out.append(e)
-    return out
+from physical.commands import options as o
 
 
 @click.command(short_help="Craft adversarial examples and save 8-bit PNGs.")
-@click.option("--images", default="demo", show_default=True, metavar="DIR|demo",
-              help="Folder of images (sub-folder per class, wnid file prefixes, or --labels), or 'demo' "
-                   "for the bundled real photos.")
-@click.option("--labels", type=click.Path(dir_okay=False), default=None,
-              help="CSV of 'file,label' rows; label = class index, wnid or class name.")
-@run_option
-@click.option("--attacks", default="fgsm,bim,ill,noise", show_default=True, callback=_csv_list,
-              help="Comma list from fgsm, bim, ill (iterative least-likely), noise (random ±ε), "
-                   "gauss (Gaussian of FGSM's L2).")
-@click.option("--eps", default="2,4,8,16", show_default=True, callback=_eps_list,
-              help="Comma list of ε in intensity levels of 0..255.")
-@click.option("--alpha", default=1.0, show_default=True, type=float, help="Step size of BIM/ILL, in levels.")
-@click.option("--steps", default=None, type=int,
+@o.images_option()
+@o.labels_file_option("CSV of 'file,label' rows; label = class index, wnid or class name.")
+@o.run_option
+@o.attacks_option()
+@o.eps_option()
+@click.option("--alpha", default=1.0, show_default=True, type=o.FiniteFloat(0, 255, min_open=True),
+              help="Step size of BIM/ILL, in levels.")
+@click.option("--steps", default=None, type=click.IntRange(1, 10000),
               help="Iterations of BIM/ILL. Default: the paper's int(min(ε+4, 1.25ε)).")
-@click.option("--limit", default=None, type=int, help="Use a seeded random subset of N images.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for --limit and the noise baselines.")
-@model_option
+@o.limit_option()
+@o.seed_option("Seed for --limit and the noise baselines.")
+@o.model_option
 @click.option("--arch", default=None, help="timm architecture of a checkpoint file given as --model.")
-@batch_size_option
-@device_option
-@force_option
+@o.batch_size_option
+@o.device_option
+@o.force_option
+@o.workspace_option
 @click.pass_context
 def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, model, arch, batch_size, device, force):
     """Craft clean + adversarial PNGs into printouts/RUN/.

@@ -1,17 +1,17 @@
 """`physical demo`: the whole experiment on bundled photos, with simulated paper and phone."""
 import click
 
-from physical.commands.options import device_option
+from physical.commands import options as o
 
 
 @click.command(short_help="Run the whole loop on bundled photos with a simulated printer and camera.")
-@click.option("--run", "run", default="demo", show_default=True, help="Run name.")
-@click.option("--preset", type=click.Choice(["mild", "typical", "harsh"]), default="typical", show_default=True,
-              help="How hard the simulated print and photo are.")
+@click.option("--run", "run", default="demo", show_default=True, type=o.RunName(), help="Run name.")
+@o.preset_option()
 @click.option("--quick", is_flag=True,
               help="ε = 4 and 16 only, a coarse transform grid and 8 MP photos: about half the time.")
-@device_option
+@o.device_option
 @click.option("--force", is_flag=True, help="Start over instead of reusing an earlier demo run.")
+@o.workspace_option
 @click.pass_context
 def demo(ctx, run, preset, quick, device, force):
     """Craft adversarial examples for the bundled photos (coffee, a cat, a rocket, …), lay them

@@ -3,24 +3,19 @@ from __future__ import annotations
 
 import click
 
-from physical.commands.options import batch_size_option, device_option, run_option, service_options
+from physical.commands import options as o
 
 
 @click.command(short_help="Accuracy, destruction rate and prefiltered error per attack and eps.")
-@run_option
-@click.option("--model", "models", multiple=True, metavar="SPEC",
-              help="Evaluating model; repeat for a transfer matrix. Default: the model that crafted the run. "
-                   "SPEC: default, efficientnet-lite1, efficientnet-lite2, timm:NAME, torchvision:NAME, FILE.pt, "
-                   "or a model behind a service: oip:http://HOST:PORT/v2/models/NAME[/versions/V]")
-@click.option("--threshold", type=float, default=0.8, show_default=True,
-              help="Thresholded classifier: accept a prediction only when its top-1 probability is above this "
-                   "(strictly between 0 and 1).")
-@click.option("--labels", type=click.Path(dir_okay=False), default=None,
-              help="For a model without ImageNet's 1000 classes: a text file, one class per line in the model's "
-                   "output order (WordNet id or name).")
-@batch_size_option
-@device_option
-@service_options
+@o.run_option
+@o.models_option
+@o.threshold_option()
+@o.labels_file_option("For a model without ImageNet's 1000 classes: a text file, one class per line in the model's "
+                      "output order (WordNet id or name).")
+@o.batch_size_option
+@o.device_option
+@o.workspace_option
+@o.service_options
 @click.pass_context
 def evaluate(ctx, run, models, threshold, labels, batch_size, device, service):
     """Evaluate a run: the quantised PNGs, and the phone-photo crops when `physical ingest` made
@@ -32,10 +27,6 @@ def evaluate(ctx, run, models, threshold, labels, batch_size, device, service):
       physical evaluate --run r1 --model default --model efficientnet-lite1   # + transfer matrix
       physical evaluate --run r1 --model default --model oip:http://localhost:8080/v2/models/resnet
     """
-    from physical.errors import PhysicalError
-
-    if not 0.0 < threshold < 1.0:
-        raise PhysicalError(f"--threshold must be strictly between 0 and 1, got {threshold:g}")
     from physical.evaluate import evaluate as run_evaluate, summary_table
     from physical.service import session
 

@@ -1,18 +1,18 @@
 """`physical ingest`: phone photos → markers → homography → one crop per printed image."""
 import click
 
-from physical.commands.options import run_option
+from physical.commands import options as o
 
 
 @click.command(short_help="Find markers in phone photos, undo perspective, crop each image.")
-@run_option
-@click.option("--photos", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Folder of photos of the printed sheets [default: captures/RUN/photos].")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@o.run_option
+@o.photos_option()
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Processes reading photos in parallel [default: CPU cores, at most 4].")
-@click.option("--max-megapixels", type=click.FloatRange(min=1), default=200, show_default=True,
+@click.option("--max-megapixels", type=o.FiniteFloat(1, 10000), default=200, show_default=True,
               help="Refuse larger images undecoded (decompression bombs).")
 @click.option("--force", is_flag=True, help="Forget earlier ingests of this run (crops and ingest.json).")
+@o.workspace_option
 @click.pass_context
 def ingest(ctx, run, photos, workers, max_megapixels, force):
     """Read every photo in DIR, find the sheet's markers, and write one crop per printed image

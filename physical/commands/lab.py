@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from physical.commands import options as o
 from physical.errors import PhysicalError
 
 DATA_HELP = "digits (scikit-learn's bundled 8×8 digits, offline) or mnist:DIR (torchvision's MNIST/raw layout)."
@@ -29,16 +30,17 @@ def _command_line() -> str:
     return "physical " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "physical" in sys.argv[0] else "physical lab"
 
 
-out_option = click.option("--out", type=click.Path(file_okay=False), default=None,
+out_option = click.option("--out", type=o.NonEmptyPath(file_okay=False), default=None,
                           help="Output folder [default: reports/lab-<name> in the workspace].")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for training, sampling and noise.")
+seed_option = o.seed_option("Seed for training, sampling and noise.")
 data_option = click.option("--data", default="digits", show_default=True, help=DATA_HELP)
 force_option = click.option("--force", is_flag=True, help="Overwrite an existing results.json.")
 steps_option = click.option("--steps", type=click.IntRange(1), default=3000, show_default=True,
                             help="Training minibatches per model (Adam, batch 64).")
 
 
-@click.group()
+@click.group(short_help="The lecture's earlier experiments (L-BFGS, linearity, directions).")
+@o.workspace_option
 def lab():
     """The lecture's earlier experiments, on small models and on the ImageNet model.
 
@@ -59,6 +61,7 @@ def lab():
               help="Bisection steps of the search over log10 c in [-3, 3] (each one L-BFGS-B run per model).")
 @steps_option
 @force_option
+@o.workspace_option
 @click.pass_context
 def szegedy(ctx, data, out, seed, points, bisections, steps, force):
     """Szegedy et al. (2014): minimal targeted perturbations by box-constrained L-BFGS, the
@@ -81,6 +84,7 @@ def szegedy(ctx, data, out, seed, points, bisections, steps, force):
               help="Largest ε (pixels on [0, 1]); the grid steps by 0.01.")
 @steps_option
 @force_option
+@o.workspace_option
 @click.pass_context
 def linearity(ctx, data, out, seed, eps_max, steps, force):
     """Goodfellow et al. (2015): FGSM error rate and wrong-class confidence vs ε for linear and
@@ -96,21 +100,20 @@ def linearity(ctx, data, out, seed, eps_max, steps, force):
 
 
 @lab.command(short_help="Top images for single units vs random directions of a layer (Szegedy 2014).")
-@click.option("--images", required=True, type=click.Path(), help="Folder of images (searched recursively).")
+@click.option("--images", required=True, type=o.NonEmptyPath(), help="Folder of images (searched recursively).")
 @click.option("--model", "model_spec", default="default", show_default=True, help="Model spec (see `physical craft --help`).")
 @click.option("--layer", default=None, help="Module name to read φ(x) from [default: the input of the last linear layer].")
-@click.option("--top", type=int, default=8, show_default=True, help="Images shown per unit / direction.")
+@click.option("--top", type=click.IntRange(1, 10000), default=8, show_default=True, help="Images shown per unit / direction.")
 @click.option("--units", type=click.IntRange(1, 32), default=4, show_default=True, help="Units and random directions shown.")
 @out_option
 @seed_option
 @force_option
+@o.workspace_option
 @click.pass_context
 def directions(ctx, images, model_spec, layer, top, units, out, seed, force):
     """Szegedy et al. (2014): images maximising a single unit vs a random direction of a layer."""
     from physical.lab import directions as dirs, page
 
-    if top < 1:
-        raise PhysicalError("--top must be at least 1")
     paths = dirs.list_images(images)
     if len(paths) < top:
         raise PhysicalError(f"--top {top} needs at least {top} images, found {len(paths)} in {images}")

@@ -3,29 +3,20 @@ from __future__ import annotations
 
 import click
 
-from physical.errors import PhysicalError
+from physical.commands import options as o
 
 
-def _variants(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
-    if not names:
-        raise PhysicalError("--variants is empty: give a comma list such as clean,fgsm-eps16")
-    return names
-
-
-@click.command("layout")
-@click.option("--run", "run", required=True, help="Run to lay out (printouts/RUN/manifest.json).")
+@click.command("layout", short_help="Lay clean/adversarial pairs out as a printable PDF with markers.")
+@o.run_option
 @click.option("--paper", type=click.Choice(["a4", "letter"], case_sensitive=False), default="a4",
               show_default=True, help="Paper size.")
 @click.option("--dpi", type=click.IntRange(72, 4800), default=600, show_default=True,
               help="Printer resolution; each image pixel becomes a whole number of printer dots.")
-@click.option("--image-mm", type=click.FloatRange(min=1, min_open=False), default=40.0, show_default=True,
-              help="Printed size of an image's longer side, rounded to whole printer dots per pixel.")
-@click.option("--variants", default=None, metavar="LIST",
+@o.image_mm_option()
+@click.option("--variants", default=None, metavar="LIST", type=o.CommaList(),
               help="Comma list of variants to print, e.g. clean,fgsm-eps16 (default: all crafted).")
 @click.option("--force", is_flag=True, help="Overwrite an existing PDF and layout.json.")
+@o.workspace_option
 @click.pass_context
 def layout(ctx, run, paper, dpi, image_mm, variants, force):
     """Lay a run's clean/adversarial pairs out as a printable PDF with fiducial markers.
@@ -37,5 +28,5 @@ def layout(ctx, run, paper, dpi, image_mm, variants, force):
     from physical.layout import make_layout
 
     result = make_layout(ctx.obj["workspace"], run, paper=paper.lower(), dpi=dpi, image_mm=image_mm,
-                         variants=_variants(variants), force=force)
+                         variants=list(variants) if variants else None, force=force)
     click.echo(result.summary)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from physical.commands.options import run_option
+from physical.commands import options as o
 
 
 def _classify_gone(ctx, param, value):
@@ -15,14 +15,14 @@ def _classify_gone(ctx, param, value):
     return value
 
 
-@click.command("report")
-@run_option
-@click.option("--sample", type=click.IntRange(min=0), default=6, show_default=True,
+@click.command("report", short_help="Write the HTML report for a run.")
+@o.run_option
+@click.option("--sample", type=click.IntRange(0, 10000), default=6, show_default=True,
               help="How many images the gallery shows (sampled with the run's seed).")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
-              show_default=True, help="Confidence threshold marked on the error-vs-acceptance curve.")
+@o.threshold_option("Confidence threshold marked on the error-vs-acceptance curve.")
 @click.option("--classify/--no-classify", default=None, hidden=True, expose_value=False,
               callback=_classify_gone)
+@o.workspace_option
 @click.pass_context
 def report(ctx, run, sample, threshold):
     """Write reports/RUN/index.html: the paper's table for this run, plots, galleries, ingest.

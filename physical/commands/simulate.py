@@ -1,19 +1,19 @@
 """`physical simulate`: print + phone-camera simulator → captures/RUN/photos/*.jpg."""
 import click
 
-from physical.commands.options import run_option
+from physical.commands import options as o
 
 
 @click.command(short_help="Simulate printing the PDF and photographing it with a phone.")
-@run_option
-@click.option("--preset", type=click.Choice(["mild", "typical", "harsh"]), default="typical", show_default=True,
-              help="Ranges the printer and camera parameters are drawn from (harsh: some photos fail).")
-@click.option("--photos-per-page", default=1, show_default=True, type=click.IntRange(min=1),
+@o.run_option
+@o.preset_option("Ranges the printer and camera parameters are drawn from (harsh: some photos fail).")
+@click.option("--photos-per-page", default=1, show_default=True, type=click.IntRange(1, 100),
               help="Photos of every printed page (each with its own camera parameters).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
+@o.seed_option("Seed of every random draw.")
 @click.option("--resolution", default="4000x3000", show_default=True, metavar="WxH",
               help="Sensor size in pixels (4:3 phones: 4000x3000 = 12 MP); smaller is faster.")
-@click.option("--force", is_flag=True, help="Replace earlier simulated photos (and crops made from them).")
+@click.option("--force", is_flag=True, help="Replace earlier simulated photos (ingest then forgets their crops).")
+@o.workspace_option
 @click.pass_context
 def simulate(ctx, run, preset, photos_per_page, seed, resolution, force):
     """Render printouts/RUN/RUN.pdf as a printer would print it, photograph every page with a

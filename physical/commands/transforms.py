@@ -3,26 +3,21 @@ from __future__ import annotations
 
 import click
 
-from physical.commands.options import batch_size_option, device_option, run_option, service_options
+from physical.commands import options as o
 
 
 @click.command(short_help="The paper's artificial transformations (blur, noise, JPEG, ...).")
-@run_option
-@click.option("--kinds", default="brightness,contrast,blur,noise,jpeg", show_default=True,
-              help="Comma-separated transforms to apply.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the Gaussian noise transform.")
-@click.option("--eps", "eps", default=None, metavar="LIST",
-              help="Only the adversarial variants at these ε, e.g. 16 (the paper's Section 4). Default: all.")
-@click.option("--model", "models", multiple=True, metavar="SPEC",
-              help="Evaluating model (repeatable), also oip:http://HOST:PORT/v2/models/NAME (a service). "
-                   "Default: the model that crafted the run.")
-@click.option("--threshold", type=float, default=0.8, show_default=True,
-              help="Thresholded classifier: accept a prediction only when its top-1 probability is above this.")
-@click.option("--labels", type=click.Path(dir_okay=False), default=None,
-              help="For a model without ImageNet's 1000 classes: one class per line (WordNet id or name).")
-@batch_size_option
-@device_option
-@service_options
+@o.run_option
+@o.kinds_option()
+@o.seed_option("Seed of the Gaussian noise transform.")
+@o.eps_option(None, "Only the adversarial variants at these ε, e.g. 16 (the paper's Section 4). Default: all.")
+@o.models_option
+@o.threshold_option()
+@o.labels_file_option("For a model without ImageNet's 1000 classes: one class per line (WordNet id or name).")
+@o.batch_size_option
+@o.device_option
+@o.workspace_option
+@o.service_options
 @click.pass_context
 def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device, service):
     """Apply brightness, contrast, Gaussian blur, Gaussian noise and JPEG over the grids of
@@ -34,23 +29,11 @@ def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size
     Example:
       physical transforms --run r1 --kinds blur,jpeg
     """
-    from physical.errors import PhysicalError
-    from physical import transforms as T
-
-    if not 0.0 < threshold < 1.0:
-        raise PhysicalError(f"--threshold must be strictly between 0 and 1, got {threshold:g}")
-    try:
-        kind_list = T.parse_kinds(kinds)
-    except ValueError as exc:
-        raise PhysicalError(str(exc)) from None
     from physical.evaluate import evaluate_transforms
+    from physical.transforms import KINDS
 
-    eps_list = None
-    if eps:
-        try:
-            eps_list = [float(e) for e in eps.split(",") if e.strip()]
-        except ValueError:
-            raise PhysicalError(f"--eps must be a comma list of numbers, got {eps!r}") from None
+    kind_list = [k for k in KINDS if kinds is None or k in kinds]
+    eps_list = list(eps) if eps else None
 
     obj = ctx.obj or {}
     ws = obj["workspace"]
