@@ -26,6 +26,7 @@ COMMANDS = {
     "ingest": "physical.commands.ingest:ingest",
     "evaluate": "physical.commands.evaluate:evaluate",
     "transforms": "physical.commands.transforms:transforms",
+    "merge": "physical.commands.scale:merge",
     "report": "physical.commands.report:report",
     "lab": "physical.commands.lab:lab",
 }
@@ -68,6 +69,7 @@ SHORT_HELP = {
     "ingest": "Find markers in phone photos, undo perspective, crop each image.",
     "evaluate": "Accuracy, destruction rate and prefiltered error per attack and eps.",
     "transforms": "The paper's artificial transformations (blur, noise, JPEG, ...).",
+    "merge": "Merge the shard records of `craft --shard K/N` jobs into the manifest.",
     "report": "Write the HTML report for a run.",
     "lab": "The lecture's earlier experiments (L-BFGS, linearity, directions).",
 }
@@ -103,6 +105,10 @@ def main(ctx, workspace, verbose, quiet):
       physical evaluate --run r1
       physical report --run r1
     """
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        # A torchrun rank other than 0: rank 0 alone prints progress and results (errors still show).
+        quiet = True
+        sys.stdout = open(os.devnull, "w")
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from physical.workspace import Workspace

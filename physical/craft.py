@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from physical import attacks as atk
+from physical import distributed
 from physical.data import ClassTable, collect, load_image
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
@@ -48,6 +49,7 @@ class CraftOptions:
     steps: int | None = None
     force: bool = False
     progress: bool = True
+    shard: str | None = None      # "K/N": craft only images i % N == K (physical.distributed)
 
 
 def attack_settings(options: CraftOptions) -> dict:
@@ -146,13 +148,22 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     settings = attack_settings(options)
     table = ClassTable(model.wnids, model.class_names)
     items, skipped = collect(options.images, table, options.labels, options.limit, options.seed)
+    # Scale-out hook: under torchrun or --shard K/N this process crafts images i % N == K only.
+    part = distributed.partition(options.shard)
+    if part.sharded and options.force and not part.collective:
+        raise PhysicalError("--force with --shard would let each job delete the others' images: "
+                            "remove the run folder once, then start the shard jobs without --force")
+    all_items, items = items, part.select(items)
 
     folder = ws.printouts(run)
     manifest_path = ws.manifest_path(run)
     old = ws.load_manifest(run) if manifest_path.exists() else None
-    if old is not None and options.force:
-        shutil.rmtree(folder / "images", ignore_errors=True)
+    if options.force:
+        if part.leader:  # under torchrun rank 0 alone deletes, before any rank writes (barrier)
+            shutil.rmtree(folder / "images", ignore_errors=True)
+            distributed.clear_shards(folder)
         old = None
+    part.barrier()
     if old is not None:
         _check_compatible(old, info, settings, run)
         # The seed made the noise baselines: already saved ones (kept in the merged manifest) count too.
@@ -162,6 +173,9 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
 
     variants = ["clean"] + [atk.variant_name(a, e) for a in options.attacks for e in options.eps]
     entries = {e["id"]: e for e in old["images"]} if old else {}
+    for record in distributed.leftovers(folder):  # shards not merged yet (e.g. a rank that died)
+        _check_compatible(record, info, settings, run)
+        entries.update({e["id"]: e for e in record["images"]})
     manifest = {
         "schema": SCHEMA_VERSION, "run": run,
         "created": old["created"] if old else datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -193,18 +207,25 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
                                       on_attack=lambda: bar.update(len(batch))):
                 entries[entry["id"]] = entry
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
-        if manifest["images"]:  # never leave a manifest of nothing behind
+        if part.sharded:
+            manifest["summary"] = summarize(manifest)
+            distributed.write_shard(part, folder, manifest, all_items, len(skipped))
+        elif manifest["images"]:  # never leave a manifest of nothing behind
             manifest["summary"] = summarize(manifest)
             atomic_write_json(manifest_path, manifest)
     bar.close()
 
     manifest["images"] = [entries[it.id] for it in items if it.id in entries]
+    if part.sharded:  # this shard's record; under torchrun rank 0 merges them into the manifest
+        manifest["summary"] = summarize(manifest)
+        return distributed.finish_craft(part, ws, run, manifest, all_items, len(skipped))
     if not manifest["images"]:
         reasons = "; ".join(sorted({s["reason"] for s in manifest["skipped"]}))[:300]
         raise PhysicalError(f"no image could be read from {options.images} ({reasons})")
     manifest["summary"] = summarize(manifest)
     if manifest != old:  # an unchanged manifest keeps its mtime: later stages see nothing new
         atomic_write_json(manifest_path, manifest)
+    distributed.clear_shards(folder)  # their images are in the manifest now
     return manifest
 
 

@@ -282,7 +282,14 @@ def predict_items(model, items: Sequence, load: Callable[[object], np.ndarray], 
                   desc: str = "evaluating", progress: bool = True, workers: int | None = None) -> Preds:
     """Top-5 predictions of `model` on `load(item)` for every item, batched under inference mode.
     While the model runs on one batch, the next one is decoded by `workers` threads (PNG decoding
-    releases the GIL); `load` must be thread-safe."""
+    releases the GIL); `load` must be thread-safe. Under torchrun each rank predicts its share
+    of the items and every rank gets all rows back (physical.distributed.shard_rows)."""
+    from physical.distributed import shard_rows
+
+    return shard_rows(list(items), lambda part: _predict_local(model, part, load, batch_size, desc, progress, workers))
+
+
+def _predict_local(model, items, load, batch_size, desc, progress, workers) -> Preds:
     from tqdm import tqdm
 
     from physical.models import predict
@@ -619,13 +626,17 @@ def sort_rows(rows: list[dict], model_order: Sequence[str], variant_order: Seque
 
 
 def write_metrics(ws: Workspace, run: str, doc: dict) -> Path:
-    """metrics.json and metrics.csv, each written atomically."""
+    """metrics.json and metrics.csv, each written atomically (under torchrun by rank 0 alone)."""
+    from physical.distributed import is_writer
+
     models = [m["spec"] for m in doc["run"].get("models", [])]
     if doc.get("transforms"):
         models += [m for m in doc["transforms"].get("models", []) if m not in models]
     variants = list(dict.fromkeys(r["variant"] for r in doc["rows"]))
     doc["rows"] = sort_rows(doc["rows"], models, variants)
     out = ws.reports(run)
+    if not is_writer():
+        return out / "metrics.json"
     atomic_write_json(out / "metrics.json", doc)
     atomic_write_text(out / "metrics.csv", rows_csv(doc["rows"]))
     return out / "metrics.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from physical.commands.options import batch_size_option, device_option, run_option
+from physical.commands.scale import procs_option, relaunched
 
 
 @click.command(short_help="Accuracy, destruction rate and prefiltered error per attack and eps.")
@@ -19,8 +20,9 @@ from physical.commands.options import batch_size_option, device_option, run_opti
                    "output order (WordNet id or name).")
 @batch_size_option
 @device_option
+@procs_option
 @click.pass_context
-def evaluate(ctx, run, models, threshold, labels, batch_size, device):
+def evaluate(ctx, run, models, threshold, labels, batch_size, device, procs):
     """Evaluate a run: the quantised PNGs, and the phone-photo crops when `physical ingest` made
     them. Writes reports/<run>/metrics.json and metrics.csv (schema: docs/metrics.md).
 
@@ -29,6 +31,8 @@ def evaluate(ctx, run, models, threshold, labels, batch_size, device):
       physical evaluate --run r1
       physical evaluate --run r1 --model default --model efficientnet-lite1   # + transfer matrix
     """
+    if relaunched(ctx, procs):  # N torchrun ranks, each predicting every N-th item
+        return
     from physical.errors import PhysicalError
 
     if not 0.0 < threshold < 1.0:

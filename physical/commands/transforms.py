@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from physical.commands.options import batch_size_option, device_option, run_option
+from physical.commands.scale import procs_option, relaunched
 
 
 @click.command(short_help="The paper's artificial transformations (blur, noise, JPEG, ...).")
@@ -21,8 +22,9 @@ from physical.commands.options import batch_size_option, device_option, run_opti
               help="For a model without ImageNet's 1000 classes: one class per line (WordNet id or name).")
 @batch_size_option
 @device_option
+@procs_option
 @click.pass_context
-def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device):
+def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device, procs):
     """Apply brightness, contrast, Gaussian blur, Gaussian noise and JPEG over the grids of
     docs/metrics.md to every clean and adversarial PNG, and measure the destruction rate of each.
     The rows (stage `transform:<kind>:<value>`) are merged into reports/<run>/metrics.json:
@@ -32,6 +34,8 @@ def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size
     Example:
       physical transforms --run r1 --kinds blur,jpeg
     """
+    if relaunched(ctx, procs):  # N torchrun ranks, each predicting every N-th item
+        return
     from physical.errors import PhysicalError
     from physical import transforms as T
 
