@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
-from physical import attacks as atk
+from physical import accel, attacks as atk
 from physical import distributed
-from physical.data import ClassTable, collect, load_image
+from physical.data import ClassTable, collect
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
 from physical.quantize import decode_png, encode_png, quantization_error, to_uint8
@@ -43,7 +43,7 @@ class CraftOptions:
     arch: str | None = None
     limit: int | None = None
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int | None = 16   # None: fit the device (accel.auto_batch_size)
     device: str = "auto"
     alpha: float = 1.0
     steps: int | None = None
@@ -86,7 +86,7 @@ def validate(options: CraftOptions) -> None:
         raise PhysicalError(f"--alpha must be positive, got {options.alpha:g}")
     if options.steps is not None and options.steps < 1:
         raise PhysicalError(f"--steps must be at least 1, got {options.steps}")
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise PhysicalError(f"--batch-size must be at least 1, got {options.batch_size}")
 
 
@@ -144,6 +144,9 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     model = load_model(options.model, options.device, arch=options.arch)
     model = model.to(memory_format=torch.channels_last)  # ~1.3× faster convolutions on CPU
     device = next(model.parameters()).device
+    numerics = accel.configure_numerics()  # TF32 off: reproducible gradient signs
+    if options.batch_size is None:
+        options = replace(options, batch_size=accel.auto_batch_size(model, device))
     info = model_info(model)
     settings = attack_settings(options)
     table = ClassTable(model.wnids, model.class_names)
@@ -181,7 +184,7 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         "created": old["created"] if old else datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": info,
         "attacks": _merge_attacks(old["attacks"], settings) if old else settings,
-        "seed": options.seed, "versions": package_versions(),
+        "seed": options.seed, "versions": package_versions(), "numerics": numerics,
         "source": {"images": options.images, "labels": options.labels, "limit": options.limit},
         "variants": list(dict.fromkeys((old["variants"] if old else []) + variants)),
         "images": [], "skipped": [vars(s) for s in skipped], "summary": {},
@@ -194,14 +197,15 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     # One tick per image and attack: BIM/ILL at large ε take most of the time.
     bar = tqdm(total=len(todo) * len(options.attacks), desc=f"craft {run}", unit="img×attack",
                disable=not options.progress or not todo)
-    for start in range(0, len(todo), options.batch_size):
+    # Decoded by DataLoader workers a batch ahead of the model.
+    for chunk in accel.decoded_batches(todo, options.batch_size, model.input_size, model.preprocessing["resize"]):
         batch = []
-        for item in todo[start:start + options.batch_size]:
-            try:
-                batch.append((item, load_image(item.path, model.input_size, model.preprocessing["resize"])))
-            except ValueError as exc:
-                manifest["skipped"].append({"source": item.path, "reason": str(exc)})
+        for item, image in chunk:
+            if isinstance(image, ValueError):
+                manifest["skipped"].append({"source": item.path, "reason": str(image)})
                 bar.update(len(options.attacks))
+            else:
+                batch.append((item, image))
         if batch:
             for entry in _craft_batch(model, device, batch, options, table, folder, entries,
                                       on_attack=lambda: bar.update(len(batch))):

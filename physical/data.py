@@ -100,6 +100,10 @@ def safe_id(text: str) -> str:
 def _read_labels_csv(path: str, table: ClassTable) -> dict[str, int]:
     if not os.path.isfile(path):
         raise PhysicalError(f"labels file {path} does not exist")
+    from physical import imagenet
+
+    if imagenet.is_devkit_ground_truth(path):  # the devkit's file for a flat val/ folder
+        return imagenet.devkit_labels(path, table)
     labels = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):

@@ -69,6 +69,8 @@ def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, mod
     from physical.craft import CraftOptions, craft as craft_run, summary_line
 
     ws = ctx.obj["workspace"]
+    if ctx.get_parameter_source("batch_size") == click.core.ParameterSource.DEFAULT:
+        batch_size = None  # fit the device: a memory probe on CUDA, 16 on CPU (physical.accel)
     options = CraftOptions(images=images, labels=labels, attacks=tuple(attacks), eps=tuple(eps), model=model,
                            arch=arch, limit=limit, seed=seed, batch_size=batch_size, device=device, alpha=alpha,
                            steps=steps, force=force, progress=not ctx.obj.get("quiet"), shard=shard)
