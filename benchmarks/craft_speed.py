@@ -105,6 +105,8 @@ def sweep(ours, peer, x, y, x_cl, repeats):
                     hits.append(int((pred != goal).sum()) if name == "bim" else int((pred == goal).sum()))
                 what = "top-1 wrong" if name == "bim" else "hit y_LL"
                 print(f"  {name} eps {e:>4g}: {what} physical {hits[0]}/{len(x)}, torchattacks {hits[1]}/{len(x)}")
+    print(f"image-steps/s (one image, one gradient): physical {len(x) * grads / t_ours:.1f}, "
+          f"torchattacks {len(x) * 2 * sum(atk.paper_steps(e) for e in eps_list) / t_peer:.1f}")
     per_image = t_ours / len(x)
     print(f"cost per image of the full sweep (BIM + ILL, 4 eps): physical {per_image:.2f} s, "
           f"torchattacks {t_peer / len(x):.2f} s")
@@ -120,12 +122,17 @@ def main():
     parser.add_argument("--eps", type=float, default=16)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sweep", action="store_true", help="BIM + ILL at eps 2, 4, 8, 16 (the paper's sweep)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.manual_seed(0)
+    from physical.accel import configure_numerics
+
+    configure_numerics()  # TF32 off, as craft runs
     x, y = inputs(args.batch)
-    ours = load_model().to(memory_format=torch.channels_last)
+    ours = load_model(device=args.device).to(memory_format=torch.channels_last)
+    x, y = x.to(ours.mean.device), y.to(ours.mean.device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    peer = PeerModel(ours).eval()
+    peer = PeerModel(ours).to(ours.mean.device).eval()
     if args.sweep:
         return sweep(ours, peer, x, y, x_cl, args.repeats)
     steps = atk.paper_steps(args.eps)
