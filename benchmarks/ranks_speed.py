@@ -27,8 +27,12 @@ def main():
     ap.add_argument("--attacks", default="fgsm,bim")
     ap.add_argument("--eps", default="2,4")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as name:
+        run_both(args, Path(name))
+
+
+def run_both(args, tmp: Path):
     wnids, _ = imagenet_classes()
-    tmp = Path(tempfile.mkdtemp())
     folder = tmp / "images"
     folder.mkdir()
     items = demo_items()
