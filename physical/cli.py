@@ -26,6 +26,7 @@ COMMANDS = {
     "ingest": "physical.commands.ingest:ingest",
     "evaluate": "physical.commands.evaluate:evaluate",
     "transforms": "physical.commands.transforms:transforms",
+    "merge": "physical.commands.scale:merge",
     "report": "physical.commands.report:report",
     "lab": "physical.commands.lab:lab",
 }
@@ -103,6 +104,10 @@ def main(ctx, workspace, verbose, quiet):
       physical evaluate --run r1
       physical report --run r1
     """
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        # A torchrun rank other than 0: rank 0 alone prints progress and results (errors still show).
+        quiet = True
+        sys.stdout = open(os.devnull, "w")
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from physical.workspace import Workspace

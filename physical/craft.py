@@ -15,16 +15,16 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
-from physical import attacks as atk
+from physical import accel, attacks as atk
 from physical import craft_rerun as rerun
-from physical import records
-from physical.data import ClassTable, collect, load_image, subset
+from physical import distributed, records
+from physical.data import ClassTable, collect, subset
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
 from physical.quantize import decode_png, encode_png, quantization_error, to_uint8
@@ -46,12 +46,13 @@ class CraftOptions:
     arch: str | None = None
     limit: int | None = None
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int | None = 16   # None: fit the device (accel.auto_batch_size)
     device: str = "auto"
     alpha: float = 1.0
     steps: int | None = None
     force: bool = False
     progress: bool = True
+    shard: str | None = None      # "K/N": craft only images i % N == K (physical.distributed)
 
 
 def attack_settings(options: CraftOptions) -> dict:
@@ -92,7 +93,7 @@ def validate(options: CraftOptions) -> None:
         raise PhysicalError(f"--seed must be 0 or more, got {options.seed}")
     if options.steps is not None and options.steps < 1:
         raise PhysicalError(f"--steps must be at least 1, got {options.steps}")
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise PhysicalError(f"--batch-size must be at least 1, got {options.batch_size}")
 
 
@@ -143,9 +144,15 @@ def _noise_generator(seed: int, image_id: str, variant: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
-@run_locked("craft")
 def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     """Craft a run; returns the manifest (also written to printouts/<run>/manifest.json)."""
+    # A --shard K/N job holds that shard's lock (the jobs of one run go on side by side); torchrun
+    # ranks run under rank 0's lock of the whole run (physical.workspace.RunLock).
+    with ws.lock(run, "craft", shard=options.shard):
+        return _craft(ws, run, options)
+
+
+def _craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     check_run_name(run)
     validate(options)
     folder = ws.printouts(run)
@@ -155,19 +162,29 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     model = load_model(options.model, options.device, arch=options.arch)
     model = model.to(memory_format=torch.channels_last)  # ~1.3× faster convolutions on CPU
     device = next(model.parameters()).device
+    numerics = accel.configure_numerics()  # TF32 off: reproducible gradient signs
+    if options.batch_size is None:
+        options = replace(options, batch_size=accel.auto_batch_size(model, device))
     info = model_info(model)
     settings = attack_settings(options)
     table = ClassTable(model.wnids, model.class_names)
     known = {} if options.force else rerun.known_ids(old, options.images)
     every, skipped = collect(options.images, table, options.labels, None, options.seed, known_ids=known)
-    items = subset(every, options.limit, options.seed)
+    all_items = subset(every, options.limit, options.seed)
+    # Scale-out hook: under torchrun or --shard K/N this process crafts images i % N == K only.
+    part = distributed.partition(options.shard)
+    items = part.select(all_items)
 
     staging = None
+    if options.force and part.sharded:
+        # each job or rank would replace the others' images: --force is for one process
+        raise PhysicalError("--force with --shard or several ranks would let each job delete the others' images: "
+                            "run `physical craft --force` once in one process, or remove the run folder first")
     if old is not None and options.force:
         # --force: craft the run again beside the old one; swapped in at the very end.
         staging, old = rerun.make_staging(folder), None
     if old is not None:
-        rerun.check_rerun(run, old, every, items, options.limit, options.seed, skipped, options.images)
+        rerun.check_rerun(run, old, every, all_items, options.limit, options.seed, skipped, options.images)
         _check_compatible(old, info, settings, run)
         # The seed made the noise baselines: already saved ones (kept in the merged manifest) count too.
         seeded = set(options.attacks) | set(old.get("attacks") or {})
@@ -176,12 +193,15 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
 
     variants = ["clean"] + [atk.variant_name(a, e) for a in options.attacks for e in options.eps]
     entries = {e["id"]: e for e in old["images"]} if old else {}
+    for record in distributed.leftovers(folder):  # shards not merged yet (e.g. a rank that died)
+        _check_compatible(record, info, settings, run)
+        entries.update({e["id"]: e for e in record["images"]})
     manifest = {
         "schema": SCHEMA_VERSION, "run": run,
         "created": old["created"] if old else datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": info,
         "attacks": _merge_attacks(old["attacks"], settings) if old else settings,
-        "seed": options.seed, "versions": package_versions(),
+        "seed": options.seed, "versions": package_versions(), "numerics": numerics,
         "source": {"images": options.images, "labels": options.labels, "limit": options.limit},
         "variants": list(dict.fromkeys((old["variants"] if old else []) + variants)),
         "images": [], "skipped": [vars(s) for s in skipped], "summary": {},
@@ -189,7 +209,7 @@ def craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
 
     try:
         return _craft_items(model, device, table, items, entries, manifest, old, variants, options, ws, run,
-                            folder, manifest_path, staging)
+                            folder, manifest_path, staging, part, all_items, len(skipped))
     except BaseException:
         if staging is not None:  # a failed --force: the old run stays as it was
             shutil.rmtree(staging, ignore_errors=True)
@@ -212,7 +232,7 @@ def _check_inputs(options: CraftOptions, folder) -> None:
 
 
 def _craft_items(model, device, table, items, entries, manifest, old, variants, options, ws, run, folder,
-                 manifest_path, staging) -> dict:
+                 manifest_path, staging, part, all_items, n_skipped) -> dict:
     out_folder = staging if staging is not None else folder  # where the PNGs are written
     todo = [it for it in items if not (it.id in entries and _image_done(entries[it.id], variants, folder))]
     log.info("%d images, %d already done", len(items), len(items) - len(todo))
@@ -221,25 +241,32 @@ def _craft_items(model, device, table, items, entries, manifest, old, variants, 
     # One tick per image and attack: BIM/ILL at large ε take most of the time.
     bar = tqdm(total=len(todo) * len(options.attacks), desc=f"craft {run}", unit="img×attack",
                disable=not options.progress or not todo)
-    for start in range(0, len(todo), options.batch_size):
+    # Decoded by DataLoader workers a batch ahead of the model.
+    for chunk in accel.decoded_batches(todo, options.batch_size, model.input_size, model.preprocessing["resize"]):
         batch = []
-        for item in todo[start:start + options.batch_size]:
-            try:
-                batch.append((item, load_image(item.path, model.input_size, model.preprocessing["resize"])))
-            except ValueError as exc:
-                manifest["skipped"].append({"source": item.path, "reason": str(exc)})
+        for item, image in chunk:
+            if isinstance(image, ValueError):
+                manifest["skipped"].append({"source": item.path, "reason": str(image)})
                 bar.update(len(options.attacks))
+            else:
+                batch.append((item, image))
         if batch:
             for entry in _craft_batch(model, device, batch, options, table, out_folder, entries,
                                       on_attack=lambda: bar.update(len(batch))):
                 entries[entry["id"]] = entry
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
-        if manifest["images"] and staging is None:  # never leave a manifest of nothing behind
+        if part.sharded:
+            manifest["summary"] = summarize(manifest)
+            distributed.write_shard(part, folder, manifest, all_items, n_skipped)
+        elif manifest["images"] and staging is None:  # never leave a manifest of nothing behind
             manifest["summary"] = summarize(manifest)
             records.write(records.MANIFEST, ws, run, manifest)
     bar.close()
 
     manifest["images"] = [entries[it.id] for it in items if it.id in entries]
+    if part.sharded:  # this shard's record; under torchrun rank 0 merges them into the manifest
+        manifest["summary"] = summarize(manifest)
+        return distributed.finish_craft(part, ws, run, manifest, all_items, n_skipped)
     if not manifest["images"]:
         reasons = "; ".join(sorted({s["reason"] for s in manifest["skipped"]}))[:300]
         raise PhysicalError(f"no image could be read from {options.images} ({reasons})")
@@ -248,6 +275,7 @@ def _craft_items(model, device, table, items, entries, manifest, old, variants, 
         rerun.swap_in(folder, staging, lambda: records.write(records.MANIFEST, ws, run, manifest))
     elif manifest != old:  # an unchanged manifest keeps its mtime: later stages see nothing new
         records.write(records.MANIFEST, ws, run, manifest)
+    distributed.clear_shards(folder)  # their images are in the manifest now
     return manifest
 
 

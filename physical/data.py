@@ -130,6 +130,12 @@ def _read_labels_csv(path: str, table: ClassTable) -> CsvLabels:
     is the user's call, not ours."""
     if not os.path.isfile(path):
         raise PhysicalError(f"labels file {path} does not exist")
+    from physical import imagenet
+
+    if imagenet.is_devkit_ground_truth(path):  # the devkit's file for a flat val/ folder
+        labels = CsvLabels()
+        labels.exact.update(imagenet.devkit_labels(path, table))
+        return labels
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8-sig")

@@ -98,9 +98,9 @@ class Workspace:
             return []
         return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
-    def lock(self, run: str, command: str) -> "RunLock":
-        """The run's writer lock (see `RunLock`)."""
-        return RunLock(self, run, command)
+    def lock(self, run: str, command: str, shard: str | None = None) -> "RunLock":
+        """The run's writer lock (see `RunLock`); `shard` "K/N": the lock of one shard job."""
+        return RunLock(self, run, command, shard)
 
     def load_manifest(self, run: str):
         """The run's manifest as a validated `physical.records.Manifest`."""
@@ -137,22 +137,32 @@ class RunLock:
     line saying who holds the run. The OS releases the lock when its process dies, so the lock of
     a killed process is taken over at once. Re-entrant within a process: `physical run` holds the
     run while each stage it calls takes the lock again.
+
+    Scale-out: under torchrun the ranks of one command are one writer — rank 0 holds the lock and
+    the other ranks take none. A `craft --shard K/N` job holds the lock of its shard only
+    (``<run>.shard-K-of-N.lock``), so the jobs of an array run side by side; `physical merge`
+    takes the whole run's.
     """
 
     _held: dict[str, int] = {}           # lock path → nesting depth in this process
     _locks: dict[str, Any] = {}
 
-    def __init__(self, ws: "Workspace", run: str, command: str):
+    def __init__(self, ws: "Workspace", run: str, command: str, shard: str | None = None):
         check_run_name(run)
         self.run, self.command = run, command
         self.folder = ws.root / ".locks"
-        self.path = self.folder / f"{run}.lock"
-        self.holder = self.folder / f"{run}.holder.json"
+        name = run if not shard else f"{run}.shard-{shard.replace('/', '-of-')}"
+        self.path = self.folder / f"{name}.lock"
+        self.holder = self.folder / f"{name}.holder.json"
+        # a torchrun rank other than 0: its rank 0 holds the lock for the whole command
+        self.skip = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and int(os.environ.get("RANK", "0") or 0) > 0
 
     def __enter__(self) -> "RunLock":
         from filelock import FileLock, Timeout
 
         key = str(self.path)
+        if self.skip:
+            return self
         if RunLock._held.get(key):
             RunLock._held[key] += 1
             return self
@@ -174,6 +184,8 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         key = str(self.path)
+        if self.skip:
+            return
         RunLock._held[key] -= 1
         if RunLock._held[key] == 0:
             del RunLock._held[key]

@@ -2,6 +2,7 @@
 import click
 
 from physical.commands import options as o
+from physical.commands.scale import procs_option, relaunched, shard_option
 
 
 @click.command(short_help="Craft adversarial examples and save 8-bit PNGs.")
@@ -22,8 +23,11 @@ from physical.commands import options as o
 @o.device_option
 @o.force_option
 @o.workspace_option
+@procs_option
+@shard_option
 @click.pass_context
-def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, model, arch, batch_size, device, force):
+def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, model, arch, batch_size, device, force,
+          procs, shard):
     """Craft clean + adversarial PNGs into printouts/RUN/.
 
     Every image is resized and centre-cropped to the model's input size; each adversarial
@@ -34,12 +38,22 @@ def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, mod
     Examples:
       physical craft --images demo --run demo
       physical craft --images ~/imagenet/val --labels val.csv --run r1 --limit 100
+      physical craft --images ~/imagenet/val --run r1 --procs 2       # two ranks on this machine
     """
+    if relaunched(ctx, procs):
+        return
     from physical.craft import CraftOptions, craft as craft_run, summary_line
 
     ws = ctx.obj["workspace"]
+    if ctx.get_parameter_source("batch_size") == click.core.ParameterSource.DEFAULT:
+        batch_size = None  # fit the device: a memory probe on CUDA, 16 on CPU (physical.accel)
     options = CraftOptions(images=images, labels=labels, attacks=tuple(attacks), eps=tuple(eps), model=model,
                            arch=arch, limit=limit, seed=seed, batch_size=batch_size, device=device, alpha=alpha,
-                           steps=steps, force=force, progress=not ctx.obj.get("quiet"))
+                           steps=steps, force=force, progress=not ctx.obj.get("quiet"), shard=shard)
     manifest = craft_run(ws, run, options)
+    if "shard" in manifest:  # a --shard job: its record, not the run's manifest
+        info = manifest["shard"]
+        click.echo(f"shard {info['index']}/{info['count']}: {len(manifest['images'])} images → "
+                   f"{ws.printouts(run) / '.shards'}; when all {info['count']} are done: physical merge --run {run}")
+        return
     click.echo(summary_line(manifest, ws.printouts(run)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from physical.commands import options as o
+from physical.commands.scale import procs_option, relaunched
 
 
 @click.command(short_help="Accuracy, destruction rate and prefiltered error per attack and eps.")
@@ -16,8 +17,9 @@ from physical.commands import options as o
 @o.device_option
 @o.workspace_option
 @o.service_options
+@procs_option
 @click.pass_context
-def evaluate(ctx, run, models, threshold, labels, batch_size, device, service):
+def evaluate(ctx, run, models, threshold, labels, batch_size, device, service, procs):
     """Evaluate a run: the quantised PNGs, and the phone-photo crops when `physical ingest` made
     them. Writes reports/<run>/metrics.json and metrics.csv (schema: docs/metrics.md).
 
@@ -27,6 +29,8 @@ def evaluate(ctx, run, models, threshold, labels, batch_size, device, service):
       physical evaluate --run r1 --model default --model efficientnet-lite1   # + transfer matrix
       physical evaluate --run r1 --model default --model oip:http://localhost:8080/v2/models/resnet
     """
+    if relaunched(ctx, procs):  # N torchrun ranks, each predicting every N-th item
+        return
     from physical.evaluate import evaluate as run_evaluate, summary_table
     from physical.service import session
 

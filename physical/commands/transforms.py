@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from physical.commands import options as o
+from physical.commands.scale import procs_option, relaunched
 
 
 @click.command(short_help="The paper's artificial transformations (blur, noise, JPEG, ...).")
@@ -18,8 +19,9 @@ from physical.commands import options as o
 @o.device_option
 @o.workspace_option
 @o.service_options
+@procs_option
 @click.pass_context
-def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device, service):
+def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size, device, service, procs):
     """Apply brightness, contrast, Gaussian blur, Gaussian noise and JPEG over the grids of
     docs/metrics.md to every clean and adversarial PNG, and measure the destruction rate of each.
     The rows (stage `transform:<kind>:<value>`) are merged into reports/<run>/metrics.json:
@@ -29,6 +31,8 @@ def transforms(ctx, run, kinds, seed, eps, models, threshold, labels, batch_size
     Example:
       physical transforms --run r1 --kinds blur,jpeg
     """
+    if relaunched(ctx, procs):  # N torchrun ranks, each predicting every N-th item
+        return
     from physical.evaluate import evaluate_transforms
     from physical.transforms import KINDS
 

@@ -123,7 +123,14 @@ def predict_items(model, items: Sequence, load: Callable[[object], np.ndarray], 
                   desc: str = "evaluating", progress: bool = True, workers: int | None = None) -> Preds:
     """Top-5 predictions of `model` on `load(item)` for every item, batched under inference mode.
     While the model runs on one batch, the next one is decoded by `workers` threads (PNG decoding
-    releases the GIL); `load` must be thread-safe."""
+    releases the GIL); `load` must be thread-safe. Under torchrun each rank predicts its share
+    of the items and every rank gets all rows back (physical.distributed.shard_rows)."""
+    from physical.distributed import shard_rows
+
+    return shard_rows(list(items), lambda part: _predict_local(model, part, load, batch_size, desc, progress, workers))
+
+
+def _predict_local(model, items, load, batch_size, desc, progress, workers) -> Preds:
     from tqdm import tqdm
 
     from physical.models import predict

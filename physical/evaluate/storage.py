@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from physical import records
+from physical.distributed import is_writer
 from physical.evaluate.rows import rows_csv, sort_rows
 from physical.workspace import Workspace, atomic_write_text
 
@@ -34,7 +35,10 @@ def _sorted(doc: dict) -> dict:
 
 
 def write_metrics(ws: Workspace, run: str, doc: dict) -> Path:
-    """metrics.json (validated as records.Metrics) and metrics.csv, each written atomically."""
+    """metrics.json (validated as records.Metrics) and metrics.csv, each written atomically
+    (under torchrun by rank 0 alone: every rank holds all rows, physical.distributed.shard_rows)."""
+    if not is_writer():
+        return ws.metrics_path(run)
     path = records.write(records.METRICS, ws, run, _sorted(doc))
     atomic_write_text(ws.metrics_csv_path(run), rows_csv(doc["rows"]))
     return path
@@ -57,7 +61,9 @@ def merge_transforms(ws: Workspace, run: str, doc: dict) -> dict:
 
 
 def write_transforms(ws: Workspace, run: str, doc: dict) -> Path:
-    """transforms.json (validated as records.Transforms) and transforms.csv."""
+    """transforms.json (validated as records.Transforms) and transforms.csv (rank 0 under torchrun)."""
+    if not is_writer():
+        return ws.transforms_path(run)
     path = records.write(records.TRANSFORMS, ws, run, _sorted(doc))
     atomic_write_text(ws.reports(run) / "transforms.csv", rows_csv(doc["rows"]))
     return path
@@ -89,6 +95,8 @@ def write_predictions(ws: Workspace, run: str, new_rows: list[list], manifest_sh
     """Rewrite predictions.csv: `new_rows` replace this command's earlier rows (owner "evaluate":
     every png/photo row; owner "transforms": the transform rows of `models`)."""
     path = ws.predictions_path(run)
+    if not is_writer():
+        return path
     kept = []
     if path.exists():
         other = records.TRANSFORMS if owner == "evaluate" else records.METRICS

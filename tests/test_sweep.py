@@ -1,0 +1,127 @@
+"""The ε sweep of BIM/ILL from one shared trajectory equals one run per ε."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from physical import attacks as atk
+from physical.data import demo_items, load_image
+
+
+class Linear(nn.Module):
+    def __init__(self, n_in=48, n_classes=5, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.W = nn.Parameter(torch.randn(n_classes, n_in, generator=g, dtype=torch.float64), requires_grad=False)
+        self.b = nn.Parameter(torch.randn(n_classes, generator=g, dtype=torch.float64), requires_grad=False)
+
+    def forward(self, x):
+        return (x.double().flatten(1) / 255.0) @ self.W.T + self.b
+
+
+class TinyConv(nn.Module):
+    """A small non-linear network (conv, ReLU, pooling): gradients change along the trajectory."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                 nn.Flatten(), nn.Linear(24, 5))
+        self.requires_grad_(False)
+
+    def forward(self, x):
+        return self.net(x / 255.0 - 0.5)
+
+
+class Counting(nn.Module):
+    """Counts forward passes that build a graph (= gradients taken)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += int(torch.is_grad_enabled() and x.requires_grad)
+        return self.model(x)
+
+
+def images(n=6, size=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, size, size), generator=g).float()
+    x[0, 0, 0, 0], x[1, 1, 1, 1] = 0.0, 255.0   # the [0, 255] clip binds somewhere too
+    return x, torch.arange(n) % 5
+
+
+def per_eps(model, x, y, attack, eps_list, alpha, steps):
+    if attack == "bim":
+        return [atk.bim(model, x, y, e, alpha, (steps or {}).get(e)) for e in eps_list]
+    target = atk.least_likely(model, x)
+    return [atk.ill(model, x, e, alpha, (steps or {}).get(e), target=target) for e in eps_list]
+
+
+CASES = [  # (eps list, alpha, steps)
+    ([2, 4, 8, 16], 1.0, None),            # the paper's schedule
+    ([16, 2, 8, 4, 8], 1.0, None),         # any order, a duplicate
+    ([1.5, 3, 5.25], 0.7, None),           # non-integer α and ε
+    ([2, 4, 8], 1.0, {2: 3, 4: 3, 8: 3}),  # --steps 3 for every ε
+    ([4, 8], 2.5, {4: 7, 8: 2}),           # a smaller ε taking more steps than the largest
+]
+
+
+@pytest.mark.parametrize("make", [Linear, TinyConv])
+@pytest.mark.parametrize("attack", ["bim", "ill"])
+@pytest.mark.parametrize("eps_list,alpha,steps", CASES)
+def test_sweep_equals_one_run_per_eps_exactly(make, attack, eps_list, alpha, steps):
+    model = make()
+    x, y = images(size=4 if make is Linear else 8)
+    expected = per_eps(model, x, y, attack, eps_list, alpha, steps)
+    got = atk.run_attack(attack, model, x, y, eps_list, alpha=alpha, steps=steps)
+    assert len(got) == len(eps_list)
+    for e, a, b in zip(eps_list, got, expected):
+        assert torch.equal(a, b), f"ε {e}: {(a != b).sum().item()} values differ"
+        assert (a - x).abs().max() <= e + 1e-9 and a.min() >= 0 and a.max() <= 255
+
+
+def test_paper_schedule_takes_21_gradients_not_37():
+    model = Counting(TinyConv())
+    x, y = images(size=8)
+    atk.run_attack("bim", model, x, y, [2, 4, 8, 16])
+    assert model.calls == 21
+    model.calls = 0
+    per_eps(model, x, y, "bim", [2, 4, 8, 16], 1.0, None)
+    assert model.calls == 2 + 5 + 10 + 20
+
+
+def test_single_eps_is_the_plain_attack():
+    model = Counting(TinyConv())
+    x, y = images(size=8)
+    (got,) = atk.run_attack("bim", model, x, y, [8])
+    assert model.calls == 10 and torch.equal(got, atk.bim(model, x, y, 8))
+
+
+def test_sweep_refuses_bad_arguments():
+    model, (x, y) = Linear(), images()
+    with pytest.raises(ValueError):
+        atk.iterative_sweep(model, x, y, [2, -1])
+    with pytest.raises(ValueError):
+        atk.iterative_sweep(model, x, y, [2, 4], alpha=0)
+
+
+def test_sweep_on_the_default_model_matches_per_eps_runs(default_model):
+    items = [it for it in demo_items() if it.id in ("coffee", "chelsea")]
+    x = torch.from_numpy(np.stack([load_image(it.path, 224, 256) for it in items])).permute(0, 3, 1, 2).float()
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.tensor([it.label for it in items])
+    eps_list = [2, 4, 8]   # 17 gradients per ε-run set, 11 for the sweep: a few seconds on 2 cores
+    for attack in ("bim", "ill"):
+        got = atk.run_attack(attack, default_model, x, y, eps_list)
+        expected = per_eps(default_model, x, y, attack, eps_list, 1.0, None)
+        # ε 2 and 4 never take a step of their own: the same computation, so the same bits.
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+        same = sum(int((a == b).sum()) for a, b in zip(got, expected)) / sum(a.numel() for a in got)
+        assert same >= 0.999, f"{attack}: {100 * same:.3f} % of values equal"
+        target = y if attack == "bim" else atk.least_likely(default_model, x)
+        with torch.no_grad():
+            for a, b in zip(got, expected):
+                hit_a, hit_b = default_model(a).argmax(1) == target, default_model(b).argmax(1) == target
+                assert abs(int(hit_a.sum()) - int(hit_b.sum())) <= 1
