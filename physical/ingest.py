@@ -11,7 +11,12 @@ Per photo (`ingest_photo`, run in a spawned process pool):
    fast pass of markers.py's detector (coarser threshold sweep); when that misses markers of a
    found image: again at a scale giving markers of `TARGET_SIDE` px, then `markers.detect`
    (the fully tuned detector); corners scale back exactly (pixel-corner convention).
-3. `physical.markers.identify` → run, page and slot for every image whose markers were found.
+3. `physical.markers.identify` → run, page and slot for every image whose markers were found;
+   with earlier layouts kept (printouts/<run>/layouts/), `markers.identify_layouts` against the
+   current one and each kept one, every marker explaining one layout at most. A sheet of an
+   earlier layout is read against that layout and labelled by *its* slots; such a slot's crop is
+   refused unless the PNG it printed is still the manifest's (same sha256). A sheet of no kept
+   layout is refused with one line naming what it is (physical/layout_history.py).
 4. Per image: a homography page-mm → photo-px from its own markers' corners (16 points), plus
    the page's other marker corners within one image diagonal that agree with that fit
    (residual ≤ max(`EXTRA_POINT_TOL_PX`, 2 × own RMS)), kept only if the own points still fit
@@ -39,15 +44,18 @@ captures/<run>/ingest.json (schema 1; rewritten atomically after every photo)::
     {"schema": 1, "run": "r1", "layout_sha256": "…", "crop_rule": "…", "used_rule": "…",
      "photos": [{"file": "photos/p1.jpg" (relative to captures/<run>/, else absolute), "sha256": "…",
                  "status": "accepted" | "rejected", "reason": null | "no markers found" |
-                 "markers of another run: …" | "unknown markers: …" | "image partly out of frame" |
+                 "markers of another run: …" | "markers of another run or layout (tag t): …" |
+                 "markers of an earlier layout of this run: …" | "unknown markers: …" | "image partly out of frame" |
                  "too few markers around the image (…)" | "not an image (…)" |
                  "unreadable (truncated or corrupt: …)" | "over decompression limit (…)" | …,
                  "page": 1, "pages": [1], "slots_found": 6, "size": [w, h] (displayed),
+                 "layouts": ["<layout_id>", …] (the layouts found; page/pages are the first one's),
                  "exif_orientation": 1, "markers_found": 24, "detect_scale": 0.5, "detect_pass": "fast",
-                 "slots_rejected": [{"page", "slot", "image_id", "variant", "reason"}],
+                 "slots_rejected": [{"page", "slot", "image_id", "variant", "reason", "layout_id"}],
                  "seconds": 0.4, "cpu_seconds": 0.4}],
      "crops": [{"image_id", "variant", "file": "crops/<id>/<variant>[-<n>].png", "photo", "photo_sha256",
-                "page", "slot", "corners_px": 4x2 (image corners TL, TR, BR, BL in the photo),
+                "page", "slot", "layout_id" (whose page/slot: the layout id, or "v1-…" for a schema-1
+                layout), "corners_px": 4x2 (image corners TL, TR, BR, BL in the photo),
                 "homography_mm_to_px": 3x3, "points", "extra_points", "markers_found",
                 "markers_expected", "reprojection_error_px" (RMS over the points used),
                 "sharpness", "warp_px": [w, h], "used": bool}],
@@ -64,7 +72,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -348,6 +356,16 @@ def sharpness(crop_bgr: np.ndarray) -> float:
 
 
 @dataclass
+class KeptLayout:
+    """An earlier layout of the run (printouts/<run>/layouts/<label>/): its sheets are read
+    against it, except slots whose PNG is no longer the manifest's (`stale`: the reason)."""
+    label: str
+    layout: dict
+    rects: dict                 # (page, slot) -> rect_mm
+    stale: dict                 # (page, slot) -> reason the slot's crop is refused
+
+
+@dataclass
 class Context:
     layout: dict
     rects: dict                 # (page, slot) -> rect_mm
@@ -355,6 +373,8 @@ class Context:
     input_size: int
     max_pixels: int = DEFAULT_MAX_PIXELS
     detect_long_side: int = DETECT_LONG_SIDE
+    label: str | None = None    # the current layout's name (physical.layout_history.layout_label)
+    kept: list[KeptLayout] = field(default_factory=list)
 
 
 def ingest_photo(data: bytes, ctx: Context) -> dict:
@@ -369,18 +389,23 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
         rec.update(size=list(disp_size), exif_orientation=tag)
         dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side)
         rec.update(markers_found=len(dets), detect_scale=round(how["scale"], 4), detect_pass=how["pass"])
-        if ident.status != markers.STATUS_OK:
-            raise Rejected({markers.STATUS_NO_MARKERS: "no markers found"}.get(ident.status)
-                           or f"{_STATUS_REASON.get(ident.status, ident.status)}: {ident.reason}")
+        found = _identify(dets, ident, ctx)   # [(KeptLayout-like, Identification)], one per layout seen
+        if not found:
+            raise Rejected(_unmatched_reason(dets, ident, ctx))
+        ident = found[0][1]
+        rec["layouts"] = [lay.label for lay, _ in found]
         rec["pages"] = list(ident.pages)
         rec["page"] = ident.pages[0] if ident.pages else None
         sides = np.median([d.side_px for d in dets])
         skipped = []
-        for match in ident.slots:
-            rect = ctx.rects[(match.page, match.slot)]
-            why = None
-            fit = fit_slot(match, ident.page_points_mm.get(match.page), ident.page_points_px.get(match.page), rect)
-            if fit is None:
+        for lay, ident, match in ((lay, idf, m) for lay, idf in found for m in idf.slots):
+            rect = lay.rects[(match.page, match.slot)]
+            why = lay.stale.get((match.page, match.slot))
+            fit = None if why else fit_slot(match, ident.page_points_mm.get(match.page),
+                                            ident.page_points_px.get(match.page), rect)
+            if why:
+                pass
+            elif fit is None:
                 why = "markers do not give a homography"
             elif not _in_frame(fit.H, rect, disp_size):
                 why = "image partly out of frame"
@@ -392,9 +417,9 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
                 why = f"markers do not fit a flat sheet (reprojection error {fit.rms_px:.1f} px)"
             if why:
                 skipped.append({"page": match.page, "slot": match.slot, "image_id": match.image_id,
-                                "variant": match.variant, "reason": why})
+                                "variant": match.variant, "reason": why, "layout_id": lay.label})
                 continue
-            crops.append(_make_crop(bgr, M, match, fit, rect, ctx))
+            crops.append({**_make_crop(bgr, M, match, fit, rect, ctx), "layout_id": lay.label})
         rec["slots_rejected"] = skipped
         rec["slots_found"] = len(crops)
         if crops:
@@ -413,6 +438,40 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
 
 _STATUS_REASON = {markers.STATUS_OTHER_RUN: "markers of another run",
                   markers.STATUS_UNKNOWN: "unknown markers"}
+
+
+def _identify(dets: list[markers.Detection], ident: "markers.Identification", ctx: Context) -> list:
+    """The layouts a photo shows: the current one and the kept earlier ones, each marker
+    explaining at most one (`markers.identify_layouts`). Photos of an earlier layout's sheet are
+    labelled by that layout's slots — never by the current one's."""
+    current = KeptLayout(ctx.label, ctx.layout, ctx.rects, {})
+    if not ctx.kept:
+        return [(current, ident)] if ident.status == markers.STATUS_OK else []
+    layouts = [current, *ctx.kept]
+    return [(layouts[k], idf) for k, idf in markers.identify_layouts(dets, [lay.layout for lay in layouts])]
+
+
+def _unmatched_reason(dets: list[markers.Detection], ident: "markers.Identification", ctx: Context) -> str:
+    """One line naming whose sheet a photo shows when no layout of the run could read it."""
+    if ident.status == markers.STATUS_NO_MARKERS:
+        return "no markers found"
+    lay = ctx.layout
+    run, mine = lay.get("run", "?"), lay["run_tag"]["tag"]
+    tags = set(markers.photo_tags(dets))
+    for kept in ctx.kept:
+        if kept.layout["run_tag"]["tag"] in tags:
+            return (f"markers of an earlier layout of this run: {kept.label} (kept in layouts/), but no image "
+                    f"of it shows {markers.MIN_TAG_MARKERS} of its markers in the photo")
+    v1 = markers.run_key(run).tag
+    if v1 in tags and v1 != mine:
+        return ("markers of an earlier layout of this run: one printed before layout ids (id scheme rs241-v1) "
+                "and not kept, so its photos cannot be read: print the current PDF and photograph that")
+    if tags - {mine}:
+        kept = "".join(f", {k.label} (tag {k.layout['run_tag']['tag']})" for k in ctx.kept)
+        return (f"markers of another run or layout (tag {sorted(tags - {mine})[0]}): not a sheet of run {run!r}'s "
+                f"layout {ctx.label} (tag {mine}){' or a kept one' + kept if kept else ''} — another workspace's "
+                "run of that name, or a layout whose folder was deleted")
+    return f"{_STATUS_REASON.get(ident.status, ident.status)}: {ident.reason}"
 
 
 def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: Context) -> dict:
@@ -456,6 +515,8 @@ def _worker(path: str) -> dict:
 
 
 def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
+    from physical.layout_history import kept_layouts, layout_label
+
     manifest = ws.load_manifest(run)
     rects, source_size = {}, {}
     files = {(im["id"], v): rec["file"] for im in manifest["images"] for v, rec in im["variants"].items()}
@@ -476,8 +537,29 @@ def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
                     source_size[key] = im.size
             except OSError as exc:
                 raise PhysicalError(f"cannot read the source PNG {ws.printouts(run) / rel}: {exc}") from None
+    label = layout_label(layout, ws.layout_path(run))
+    pngs = {(im["id"], v): rec for im in manifest["images"] for v, rec in im["variants"].items()}
+    kept = []
+    for name, lay in kept_layouts(ws, run).items():
+        if name == label:
+            continue
+        k_rects, stale = {}, {}
+        for page in lay["pages"]:
+            for slot in page["slots"]:
+                where = (int(page["page"]), int(slot["slot"]))
+                k_rects[where] = [float(v) for v in slot["rect_mm"]]
+                key = (slot["image_id"], slot["variant"])
+                rec = pngs.get(key)
+                if rec is None:
+                    stale[where] = f"printed by layout {name} from {key[0]}/{key[1]}, which the manifest no longer has"
+                elif not slot.get("sha256") or slot["sha256"] != rec.get("sha256") or not slot.get("size_px"):
+                    stale[where] = (f"printed by layout {name} from another {key[0]}/{key[1]} PNG than the "
+                                    "manifest's (sha256 differs: the run was crafted again since)")
+                else:
+                    source_size.setdefault(key, tuple(int(v) for v in slot["size_px"]))
+        kept.append(KeptLayout(name, lay, k_rects, stale))
     return Context(layout=layout, rects=rects, source_size=source_size,
-                   input_size=int(manifest["model"]["input_size"]), max_pixels=max_pixels)
+                   input_size=int(manifest["model"]["input_size"]), max_pixels=max_pixels, label=label, kept=kept)
 
 
 def list_photos(folder: Path) -> list[Path]:
@@ -494,7 +576,10 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     layout_path = ws.layout_path(run)
     if not layout_path.exists():
         raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
-    layout = read_json(layout_path)
+    from physical.layout_history import ensure_pdf, read_layout
+
+    layout = read_layout(layout_path, run)
+    ensure_pdf(ws, run, layout, required=False)   # only repairs: ingest reads no PDF
     layout_sha = sha256_file(layout_path)
     captures = ws.captures(run)
     folder = Path(photos) if photos is not None else captures / "photos"

@@ -20,8 +20,8 @@ Dictionary
 are drawn as vector rectangles, one per black cell, with a white quiet zone of at least
 `QUIET_CELLS` cells around each marker.
 
-Id scheme ("rs241-v1")
-----------------------
+Id schemes ("rs241-v2", and "rs241-v1" read for older layouts)
+--------------------------------------------------------------
 Each printed image ("slot") is framed by its own four markers, one per image corner
 (role r = 0 TL, 1 TR, 2 BR, 3 BL; TL/TR sit just above the image's top edge, BR/BL just below
 its bottom edge). The role is carried by the id range: ``id = 250·r + v`` with v in [0, 241).
@@ -29,20 +29,54 @@ The values v_0..v_3 of one slot are a Reed–Solomon-like codeword over GF(241):
 
     v_r = (m0 + m1·r + t·r²) mod 241
 
-* ``t`` (0..240) is the run tag, ``t = sha256(run) mod 241``;
+* ``t`` (0..240) is the layout tag, ``t = h mod 241``;
 * ``(m0, m1) = divmod``-digits of ``e = (n + offset) mod 241²`` with ``m0 = e mod 241``,
   ``m1 = e // 241``, where n is the slot's run-wide index (0-based, in page order) and
-  ``offset = (sha256(run) // 241) mod 241²``.
+  ``offset = (h // 241) mod 241²``;
+* "rs241-v2" (layout.json schema 2): ``h = sha256(run + "/" + layout_id)``, where
+  ``layout_id`` is 16 random hex digits drawn by `physical layout` for every layout, so two
+  layouts of one run, or two workspaces' runs of the same name, print different codes;
+* "rs241-v1" (schema 1, no layout id): ``h = sha256(run)``; every layout of a run had the same
+  code, which is why a re-layout made its older sheets readable as the new one's.
 
 Properties (tested in tests/test_markers.py for 5,000 slots):
 
-* Within a run two slots share **at most one** marker id (two lines agree in ≤ 1 point), so
-  **any two markers of one slot identify it** and ids never repeat within 237 consecutive
-  slots, hence never on one page (at most `MAX_SLOTS_PER_PAGE` slots).
-* Slots of runs with different tags share at most two ids; three markers of one slot give
-  the tag, so a photo of another run's sheet is recognised ("other run"). Runs whose tags
-  collide (1 in 241) still differ by their offsets, so their sheets map to other slot numbers.
-* Capacity: 241² = 58,081 codewords; `MAX_SLOTS` = 5,000 printed images per run.
+* Within a layout two slots share **at most one** marker id (two lines agree in ≤ 1 point), so
+  two markers of one slot name it, and ids never repeat within 237 consecutive slots, hence
+  never on one page (at most `MAX_SLOTS_PER_PAGE` slots).
+* Slots of layouts with different tags share at most **two** ids (two quadratics agree in ≤ 2
+  points); three markers of one slot give the tag (`decode_tag`).
+* Capacity: 241² = 58,081 codewords; `MAX_SLOTS` = 5,000 printed images per layout.
+
+Identification rule (what keeps a photo of another sheet from being read as this layout's)
+-----------------------------------------------------------------------------------------
+Two markers of *any* sheet decode to *some* slot of a layout (two points always fix a line
+over GF(241)): a pair of markers from an older or foreign sheet lands on a valid slot of the
+current layout about n_slots / 58,081 of the time, at the right spacing, so pairs alone can never
+be trusted. `identify` therefore:
+
+1. matches markers to slots by id and keeps, per page, only markers that one homography maps
+   onto their layout corners (false and displaced detections drop out);
+2. **accepts a page only when one of its slots shows ≥ `MIN_TAG_MARKERS` (3) of its own
+   markers** — three ids on one codeword of this layout's tag. Markers of a layout with another
+   tag never give three (see above), so the page's geometry is then known to be this layout's;
+   only then do its other slots count with 2 or even 1 marker (an inlier of that page's
+   homography lies on the same sheet);
+3. `physical layout` draws a new layout's id until its tag differs from the tags of every layout
+   of the run it keeps (printouts/<run>/layouts/) and from the run's "rs241-v1" tag, so no slot
+   of an earlier sheet of the run shares three ids with a slot of the current layout;
+4. with several layouts (ingest reads the current one and every kept one: `identify_layouts`)
+   each marker explains at most one layout, and the layout explaining the most markers of the
+   photo is matched first: a whole page of an earlier sheet is read as that sheet, and the few
+   of its markers that might, by chance, line up with a slot of another layout (three markers
+   of different earlier slots at the spacing of one current slot, ids equal) are used up.
+
+What is left is a sheet of an unknown layout (another workspace, a deleted history) with the
+same tag (1 in 241) *and* a codeword range overlapping this layout's (≈ 2·n_slots / 58,081):
+about 1 in 175,000 for 40 images; or, on a photo of such a sheet alone, three of its markers
+from different slots that sit at the spacing of one slot and carry its three ids (the same
+order of chance per alignment). A photo showing only two markers of an image is refused
+("unknown markers"): it cannot be told apart from such a collision.
 """
 from __future__ import annotations
 
@@ -54,7 +88,9 @@ import cv2
 import numpy as np
 
 DICTIONARY_NAME = "DICT_6X6_1000"
-ID_SCHEME = "rs241-v1"
+ID_SCHEME = "rs241-v2"
+ID_SCHEMES = ("rs241-v1", "rs241-v2")   # read; only ID_SCHEME is written
+MIN_TAG_MARKERS = 3      # own markers of one slot that confirm a page (they fix the tag)
 MARKER_BITS = 6          # data bits per side
 BORDER_BITS = 1
 CELLS = MARKER_BITS + 2 * BORDER_BITS   # cells per marker side, border included
@@ -100,7 +136,7 @@ def marker_image(marker_id: int, cells: int = CELLS) -> np.ndarray:
 # ----------------------------------------------------------------------------- id scheme
 @dataclass(frozen=True)
 class RunKey:
-    """What a run name contributes to its marker ids."""
+    """What a layout (run name + layout id; "rs241-v1": run name only) contributes to its ids."""
     tag: int      # 0..240, the quadratic coefficient
     offset: int   # 0..241²-1, added to the slot index
 
@@ -108,8 +144,10 @@ class RunKey:
         return {"tag": self.tag, "offset": self.offset}
 
 
-def run_key(run: str) -> RunKey:
-    h = int.from_bytes(hashlib.sha256(run.encode("utf-8")).digest(), "big")
+def run_key(run: str, layout_id: str | None = None) -> RunKey:
+    """The key of a layout: "rs241-v2" with a `layout_id`, "rs241-v1" (the run name alone) without."""
+    text = run if layout_id is None else f"{run}/{layout_id}"
+    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest(), "big")
     return RunKey(tag=h % PRIME, offset=(h // PRIME) % CODEWORDS)
 
 
@@ -289,15 +327,19 @@ class SlotMatch:
 @dataclass
 class Identification:
     """What a photo shows. status: "ok" (≥ 1 slot of this run found) | "no markers" |
-    "other run" (markers of this scheme that belong to another run's sheet) | "unknown markers"
-    (markers found but nothing of this run can be identified); reason: one line when not ok.
-    page_points_mm/px: every matched marker corner per page (for a whole-page homography)."""
+    "other run" (markers of this scheme that belong to another run's or layout's sheet) |
+    "unknown markers" (markers found but nothing of this layout can be identified); reason: one
+    line when not ok. page_points_mm/px: every matched marker corner per page (for a whole-page
+    homography); used: indices (into the detections given) of the markers those points came from;
+    tags: layout tags decoded from the photo's markers when nothing matched."""
     status: str
     reason: str | None
     pages: list[int] = field(default_factory=list)
     slots: list[SlotMatch] = field(default_factory=list)
     page_points_mm: dict[int, np.ndarray] = field(default_factory=dict)
     page_points_px: dict[int, np.ndarray] = field(default_factory=dict)
+    used: list[int] = field(default_factory=list)
+    tags: list[int] = field(default_factory=list)
 
 
 def _layout_index(layout: dict):
@@ -325,11 +367,11 @@ def _consistent(mm: np.ndarray, px: np.ndarray, tol: float) -> np.ndarray:
 def identify(detections: list[Detection], layout: dict) -> Identification:
     """Match a photo's detections against a layout (layout.json as a dict).
 
-    A slot is identified by ≥ 2 of its own markers (two slots of a run never share two ids),
-    and a page by its identified slots. Markers are kept only where one homography per page
-    maps their layout corners onto their detected corners within a generous tolerance (lens
-    distortion), which throws out false or duplicated detections. On an identified page a
-    single marker also identifies its slot (ids are unique within a page).
+    A page is identified by a slot showing ≥ `MIN_TAG_MARKERS` of its own markers (three ids
+    of one codeword of this layout's tag: see "Identification rule" above); its other slots then
+    by 2 or even 1 of theirs (ids are unique within a page). Markers are kept only where one
+    homography per page maps their layout corners onto their detected corners within a generous
+    tolerance (lens distortion), which throws out false or duplicated detections.
     """
     if not detections:
         return Identification(STATUS_NO_MARKERS, "no markers found")
@@ -338,31 +380,31 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
     tol = max(3.0, 1.0 * float(np.median(sides)))
 
     # 1) candidate (page, slot) votes
-    votes: dict[tuple[int, int], dict[int, Detection]] = {}
+    votes: dict[tuple[int, int], dict[int, int]] = {}     # (page, slot) -> {role: detection index}
     slot_of: dict[tuple[int, int], dict] = {}
-    for det in detections:
+    for d, det in enumerate(detections):
         for page, slot, role, _ in index.get(det.id, []):
             key = (page, int(slot["slot"]))
             votes.setdefault(key, {})
             slot_of[key] = slot
             if role not in votes[key]:
-                votes[key][role] = det
-    confirmed = {k: v for k, v in votes.items() if len(v) >= 2}
+                votes[key][role] = d
+    confirmed = {k: v for k, v in votes.items() if len(v) >= MIN_TAG_MARKERS}
     pages = sorted({k[0] for k in confirmed})
 
     # 2) per page: all markers of this page that were seen, checked by one homography
     matches: list[SlotMatch] = []
     page_mm: dict[int, np.ndarray] = {}
     page_px: dict[int, np.ndarray] = {}
-    good_pages = []
+    good_pages, used = [], []
     for page in pages:
-        found = []  # (slot_no, role, corners_mm, corners_px)
+        found = []  # (slot_no, role, corners_mm, corners_px, detection index)
         for (p, s), roles in votes.items():
             if p != page:
                 continue
-            for role, det in roles.items():
+            for role, d in roles.items():
                 corners_mm = np.asarray(slot_of[(p, s)]["markers"][role]["corners_mm"], dtype=np.float64)
-                found.append((s, role, corners_mm, det.corners_px))
+                found.append((s, role, corners_mm, detections[d].corners_px, d))
         mm = np.concatenate([f[2] for f in found])
         px = np.concatenate([f[3] for f in found])
         inl = _consistent(mm, px, tol).reshape(-1, 4).all(axis=1)
@@ -370,10 +412,11 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
         per_slot: dict[int, list] = {}
         for f in found:
             per_slot.setdefault(f[0], []).append(f)
-        # a slot needs 2 own markers, or 1 when the page is confirmed by another slot
-        if not any(len(v) >= 2 for v in per_slot.values()):
+        # the page needs one slot with 3 own markers (the tag); then 1 is enough for the others
+        if not any(len(v) >= MIN_TAG_MARKERS for v in per_slot.values()):
             continue
         good_pages.append(page)
+        used.extend(f[4] for f in found)
         page_mm[page] = np.concatenate([f[2] for f in found])
         page_px[page] = np.concatenate([f[3] for f in found])
         centers = np.array([f[2].mean(axis=0) for f in found])
@@ -396,12 +439,40 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
                                      points_mm=np.concatenate(pts_mm), points_px=np.concatenate(pts_px),
                                      markers_found=len(own), markers_expected=len(slot["markers"])))
     if matches:
-        return Identification(STATUS_OK, None, good_pages, matches, page_mm, page_px)
+        return Identification(STATUS_OK, None, good_pages, matches, page_mm, page_px, sorted(set(used)))
 
-    # 3) nothing of this run: another run's sheet, or unknown markers
+    # 3) nothing of this layout: another run's or layout's sheet, or unknown markers
     ours = [d for d in detections if split_id(d.id) is not None]
     run = layout.get("run", "?")
     my_tag = (layout.get("run_tag") or {}).get("tag")
+    tags = photo_tags(ours)
+    if set(tags) - {my_tag}:
+        return Identification(STATUS_OTHER_RUN,
+                              f"markers belong to another run's sheet or another layout's (tag "
+                              f"{sorted(set(tags) - {my_tag})[0]}; run {run!r}, {_layout_name(layout)}, has tag "
+                              f"{my_tag})", tags=tags)
+    if len(ours) >= 2 and len({split_id(d.id)[0] for d in ours}) >= 2 and not any(d.id in index for d in ours):
+        return Identification(STATUS_OTHER_RUN,
+                              f"{len(ours)} markers found, none of them printed for run {run!r} (another run's sheet)",
+                              tags=tags)
+    if ours:
+        n_known = sum(d.id in index for d in ours)
+        return Identification(STATUS_UNKNOWN,
+                              f"{len(detections)} markers found but no printed image of run {run!r} has "
+                              f"{MIN_TAG_MARKERS} of them ({n_known} match this layout's ids; a sheet of another "
+                              "run or layout, or too little of one image in the photo)", tags=tags)
+    return Identification(STATUS_UNKNOWN, f"{len(detections)} markers found, none from a `physical` sheet")
+
+
+def _layout_name(layout: dict) -> str:
+    lid = layout.get("layout_id")
+    return f"layout {lid}" if lid else f"layout of id scheme {(layout.get('markers') or {}).get('id_scheme', 'rs241-v1')}"
+
+
+def photo_tags(detections: list[Detection]) -> list[int]:
+    """Layout tags given by any three markers of distinct roles that lie close together (one
+    image's markers) and form a codeword (`decode_tag`)."""
+    ours = [d for d in detections if split_id(d.id) is not None]
     tags = set()
     for a, b, c in itertools.combinations(ours, 3):
         roles = {split_id(d.id)[0]: d.id for d in (a, b, c)}
@@ -414,17 +485,31 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
         t = decode_tag(roles)
         if t is not None:
             tags.add(t)
-    if tags - {my_tag}:
-        return Identification(STATUS_OTHER_RUN,
-                              f"markers belong to another run's sheet (run tag {sorted(tags - {my_tag})[0]}, "
-                              f"run {run!r} has tag {my_tag})")
-    if len(ours) >= 2 and len({split_id(d.id)[0] for d in ours}) >= 2 and not any(d.id in index for d in ours):
-        return Identification(STATUS_OTHER_RUN,
-                              f"{len(ours)} markers found, none of them printed for run {run!r} (another run's sheet)")
-    if ours:
-        n_known = sum(d.id in index for d in ours)
-        return Identification(STATUS_UNKNOWN,
-                              f"{len(detections)} markers found but no printed image of run {run!r} has 2 of them "
-                              f"({n_known} match this run's ids; a sheet of another run, or too little of one "
-                              "image in the photo)")
-    return Identification(STATUS_UNKNOWN, f"{len(detections)} markers found, none from a `physical` sheet")
+    return sorted(tags)
+
+
+def identify_layouts(detections: list[Detection], layouts: list[dict]) -> list[tuple[int, Identification]]:
+    """Match a photo against several layouts (ingest: the current one and the kept earlier ones).
+
+    Each marker explains at most one layout: the layout whose identification uses the most
+    markers is taken first, its markers are removed, and the rest are matched again (rule 4 of
+    the module docstring). Returns (index into `layouts`, Identification) of every layout found,
+    in that order; the identifications' `used` index into `detections`. Empty when none matched."""
+    left = list(range(len(detections)))
+    out: list[tuple[int, Identification]] = []
+    todo = list(range(len(layouts)))
+    while todo and len(left) >= MIN_TAG_MARKERS:
+        best = None
+        for k in todo:
+            idf = identify([detections[i] for i in left], layouts[k])
+            if idf.status == STATUS_OK and (best is None or len(idf.used) > len(best[1].used)):
+                best = (k, idf)
+        if best is None:
+            break
+        k, idf = best
+        idf.used = [left[i] for i in idf.used]
+        out.append((k, idf))
+        todo.remove(k)
+        gone = set(idf.used)
+        left = [i for i in left if i not in gone]
+    return out

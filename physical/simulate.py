@@ -487,6 +487,9 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
         if not path.exists():
             raise PhysicalError(f"{path} does not exist: run `physical layout --run {run}` first")
     layout = read_json(layout_path)
+    from physical.layout_history import ensure_pdf
+
+    ensure_pdf(ws, run, layout)   # the PDF layout.json describes (restored after an interrupted layout)
     captures = ws.captures(run)
     photos_dir = captures / "photos"
     sim_json = captures / "simulated.json"
