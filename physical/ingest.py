@@ -181,8 +181,8 @@ def _transform(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q[:, :2] / q[:, 2:3]
 
 
-def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE
-                 ) -> tuple[list[markers.Detection], "markers.Identification", dict]:
+def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE,
+                 others: list[dict] = ()) -> tuple[list[markers.Detection], "markers.Identification", dict]:
     """Markers in the displayed photo (corners in displayed full-resolution pixels), their
     identification, and how they were found. `bgr` is the stored array; `tag` its EXIF orientation.
 
@@ -190,7 +190,8 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     detector (markers.py's parameters with a coarser threshold sweep and fewer tiny
     candidates). When that finds markers but leaves a found image with missing markers, or
     identifies nothing: again at a scale giving markers of `TARGET_SIDE` pixels, and if still
-    incomplete, with `markers.detect` (the fully tuned detector).
+    incomplete, with `markers.detect` (the fully tuned detector). A photo that one of the `others`
+    (kept earlier layouts) reads completely is complete too.
     """
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     scale = min(1.0, detect_long_side / max(grey.shape))
@@ -199,10 +200,11 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     dets = _fast_detect(small)
     ident = markers.identify(dets, layout)
 
-    def complete(ident):
-        return ident.status == markers.STATUS_OK and all(m.markers_found == m.markers_expected for m in ident.slots)
+    def complete(ident, dets):
+        return any(i.status == markers.STATUS_OK and all(m.markers_found == m.markers_expected for m in i.slots)
+                   for i in (ident, *(markers.identify(dets, lay, explain=False) for lay in others)))
 
-    if dets and not complete(ident):
+    if dets and not complete(ident, dets):
         side = float(np.median([d.side_px for d in dets]))
         if scale < 1.0 and side < TARGET_SIDE:  # markers small in the copy: look with more pixels
             scale = min(1.0, scale * TARGET_SIDE / side)
@@ -210,7 +212,7 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
             how["scale"] = scale
             dets = _fast_detect(small)
             ident = markers.identify(dets, layout)
-        if dets and not complete(ident):
+        if dets and not complete(ident, dets):
             # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300
             # noise image): only worth it when the fast pass saw part of a sheet
             how["pass"] = "tuned"
@@ -387,7 +389,7 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
         bgr, tag = read_photo(data, ctx.max_pixels)
         M, disp_size = orientation_matrix(tag, (bgr.shape[1], bgr.shape[0]))
         rec.update(size=list(disp_size), exif_orientation=tag)
-        dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side)
+        dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side, [k.layout for k in ctx.kept])
         rec.update(markers_found=len(dets), detect_scale=round(how["scale"], 4), detect_pass=how["pass"])
         found = _identify(dets, ident, ctx)   # [(KeptLayout-like, Identification)], one per layout seen
         if not found:
@@ -457,7 +459,8 @@ def _unmatched_reason(dets: list[markers.Detection], ident: "markers.Identificat
         return "no markers found"
     lay = ctx.layout
     run, mine = lay.get("run", "?"), lay["run_tag"]["tag"]
-    tags = set(markers.photo_tags(dets))
+    ranked = markers.photo_tags(dets)           # best supported first
+    tags = set(ranked[:1])                        # the sheet's own tag; a second is rare noise
     for kept in ctx.kept:
         if kept.layout["run_tag"]["tag"] in tags:
             return (f"markers of an earlier layout of this run: {kept.label} (kept in layouts/), but no image "
@@ -468,7 +471,7 @@ def _unmatched_reason(dets: list[markers.Detection], ident: "markers.Identificat
                 "and not kept, so its photos cannot be read: print the current PDF and photograph that")
     if tags - {mine}:
         kept = "".join(f", {k.label} (tag {k.layout['run_tag']['tag']})" for k in ctx.kept)
-        return (f"markers of another run or layout (tag {sorted(tags - {mine})[0]}): not a sheet of run {run!r}'s "
+        return (f"markers of another run or layout (tag {ranked[0]}): not a sheet of run {run!r}'s "
                 f"layout {ctx.label} (tag {mine}){' or a kept one' + kept if kept else ''} — another workspace's "
                 "run of that name, or a layout whose folder was deleted")
     return f"{_STATUS_REASON.get(ident.status, ident.status)}: {ident.reason}"
@@ -551,10 +554,10 @@ def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
                 key = (slot["image_id"], slot["variant"])
                 rec = pngs.get(key)
                 if rec is None:
-                    stale[where] = f"printed by layout {name} from {key[0]}/{key[1]}, which the manifest no longer has"
+                    stale[where] = f"printed by layout {name} from an image or variant the manifest no longer has"
                 elif not slot.get("sha256") or slot["sha256"] != rec.get("sha256") or not slot.get("size_px"):
-                    stale[where] = (f"printed by layout {name} from another {key[0]}/{key[1]} PNG than the "
-                                    "manifest's (sha256 differs: the run was crafted again since)")
+                    stale[where] = (f"printed by layout {name} from another PNG than the manifest's "
+                                    "(sha256 differs: the run was crafted again since)")
                 else:
                     source_size.setdefault(key, tuple(int(v) for v in slot["size_px"]))
         kept.append(KeptLayout(name, lay, k_rects, stale))

@@ -543,12 +543,12 @@ def make_layout(ws: Workspace, run: str, paper: str = "a4", dpi: int = 600, imag
               "manifest_sha256": sha256_file(ws.manifest_path(run)),
               "variants": list(dict.fromkeys(it.variant for it in items)),
               **{k: v for k, v in layout.items() if k not in ("schema", "run", "layout_id")}}
-    if current is not None:
-        _keep(ws, run, current)
     folder = history_dir(ws, run) / layout_id
     old = folder / "layout.json"
     if old.exists() and read_json(old) != layout:
         raise PhysicalError(f"layout id {layout_id} is already used by another layout of run {run!r} ({old})")
+    if current is not None:
+        _keep(ws, run, current)
     atomic_write_bytes(folder / pdf_path.name, pdf)
     atomic_write_json(old, layout)
     atomic_write_json(layout_path, layout)               # the commit: names its PDF by pdf_sha256

@@ -364,8 +364,9 @@ def _consistent(mm: np.ndarray, px: np.ndarray, tol: float) -> np.ndarray:
     return np.linalg.norm(proj - px, axis=1) <= tol
 
 
-def identify(detections: list[Detection], layout: dict) -> Identification:
-    """Match a photo's detections against a layout (layout.json as a dict).
+def identify(detections: list[Detection], layout: dict, explain: bool = True) -> Identification:
+    """Match a photo's detections against a layout (layout.json as a dict). `explain=False`
+    skips working out why nothing matched (the reason and tags of a failed match).
 
     A page is identified by a slot showing ≥ `MIN_TAG_MARKERS` of its own markers (three ids
     of one codeword of this layout's tag: see "Identification rule" above); its other slots then
@@ -378,17 +379,19 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
     index = _layout_index(layout)
     sides = np.array([d.side_px for d in detections])
     tol = max(3.0, 1.0 * float(np.median(sides)))
+    centres_px = np.array([d.center for d in detections])
 
     # 1) candidate (page, slot) votes
-    votes: dict[tuple[int, int], dict[int, int]] = {}     # (page, slot) -> {role: detection index}
+    # (page, slot) -> {role: [detection indices]}: an id seen twice (two sheets in one photo)
+    # keeps both candidates, and the page homography below chooses
+    votes: dict[tuple[int, int], dict[int, list[int]]] = {}
     slot_of: dict[tuple[int, int], dict] = {}
     for d, det in enumerate(detections):
         for page, slot, role, _ in index.get(det.id, []):
             key = (page, int(slot["slot"]))
             votes.setdefault(key, {})
             slot_of[key] = slot
-            if role not in votes[key]:
-                votes[key][role] = d
+            votes[key].setdefault(role, []).append(d)
     confirmed = {k: v for k, v in votes.items() if len(v) >= MIN_TAG_MARKERS}
     pages = sorted({k[0] for k in confirmed})
 
@@ -402,16 +405,28 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
         for (p, s), roles in votes.items():
             if p != page:
                 continue
-            for role, d in roles.items():
+            for role, ds in roles.items():
                 corners_mm = np.asarray(slot_of[(p, s)]["markers"][role]["corners_mm"], dtype=np.float64)
-                found.append((s, role, corners_mm, detections[d].corners_px, d))
+                found.extend((s, role, corners_mm, detections[d].corners_px, d) for d in ds)
         mm = np.concatenate([f[2] for f in found])
         px = np.concatenate([f[3] for f in found])
         inl = _consistent(mm, px, tol).reshape(-1, 4).all(axis=1)
-        found = [f for f, ok in zip(found, inl) if ok]
+        seen = set()   # one detection per (slot, role): the first inlier
+        found = [f for f, ok in zip(found, inl) if ok and (f[:2] not in seen and not seen.add(f[:2]))]
         per_slot: dict[int, list] = {}
         for f in found:
             per_slot.setdefault(f[0], []).append(f)
+        if len(found) >= MIN_TAG_MARKERS:
+            # another marker within a slot's frame (its image and its markers' rows) contradicts
+            # it: its markers frame something else, e.g. two images of another sheet read as one
+            # wider image of this layout, or a marker of another id where its own should be
+            H, _ = cv2.findHomography(np.concatenate([f[2] for f in found]), np.concatenate([f[3] for f in found]), 0)
+            if H is not None and abs(np.linalg.det(H)) > 1e-12:
+                centres_mm = cv2.perspectiveTransform(centres_px.reshape(-1, 1, 2), np.linalg.inv(H)).reshape(-1, 2)
+                page_ids = {det_id for det_id, entries in index.items() if any(e[0] == page for e in entries)}
+                for s in [s for s in per_slot if _intruded(slot_of[(page, s)], centres_mm, detections, page_ids)]:
+                    del per_slot[s]
+                found = [f for f in found if f[0] in per_slot]
         # the page needs one slot with 3 own markers (the tag); then 1 is enough for the others
         if not any(len(v) >= MIN_TAG_MARKERS for v in per_slot.values()):
             continue
@@ -440,6 +455,8 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
                                      markers_found=len(own), markers_expected=len(slot["markers"])))
     if matches:
         return Identification(STATUS_OK, None, good_pages, matches, page_mm, page_px, sorted(set(used)))
+    if not explain:
+        return Identification(STATUS_UNKNOWN, "not explained")
 
     # 3) nothing of this layout: another run's or layout's sheet, or unknown markers
     ours = [d for d in detections if split_id(d.id) is not None]
@@ -449,7 +466,7 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
     if set(tags) - {my_tag}:
         return Identification(STATUS_OTHER_RUN,
                               f"markers belong to another run's sheet or another layout's (tag "
-                              f"{sorted(set(tags) - {my_tag})[0]}; run {run!r}, {_layout_name(layout)}, has tag "
+                              f"{[t for t in tags if t != my_tag][0]}; run {run!r}, {_layout_name(layout)}, has tag "
                               f"{my_tag})", tags=tags)
     if len(ours) >= 2 and len({split_id(d.id)[0] for d in ours}) >= 2 and not any(d.id in index for d in ours):
         return Identification(STATUS_OTHER_RUN,
@@ -464,28 +481,89 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
     return Identification(STATUS_UNKNOWN, f"{len(detections)} markers found, none from a `physical` sheet")
 
 
+def _intruded(slot: dict, centres_mm: np.ndarray, detections: list[Detection], page_ids: set[int]) -> bool:
+    """Whether a marker printed nowhere on this page lies within the slot's frame (the bounding
+    box of its markers, less a quarter marker on each side: a neighbour's marker is at least 3/4
+    of a marker outside it, so lens distortion does not push one in). A marker of this page out
+    of place is a false or duplicated detection, which the homography check already set aside."""
+    corners = np.concatenate([np.asarray(m["corners_mm"], np.float64) for m in slot["markers"]])
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    inset = 0.25 * float(np.linalg.norm(corners[1] - corners[0]))
+    inside = np.all((centres_mm > lo + inset) & (centres_mm < hi - inset), axis=1)
+    return any(detections[i].id not in page_ids for i in np.flatnonzero(inside))
+
+
+def _inside_convex(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Mask of `pts` strictly inside the convex polygon `poly` (either winding)."""
+    e = np.roll(poly, -1, axis=0) - poly                                    # (k, 2) edges
+    rel = pts[:, None, :] - poly[None, :, :]                                # (n, k, 2)
+    cross = e[None, :, 0] * rel[..., 1] - e[None, :, 1] * rel[..., 0]
+    return (cross > 0).all(axis=1) | (cross < 0).all(axis=1)
+
+
 def _layout_name(layout: dict) -> str:
     lid = layout.get("layout_id")
     return f"layout {lid}" if lid else f"layout of id scheme {(layout.get('markers') or {}).get('id_scheme', 'rs241-v1')}"
 
 
 def photo_tags(detections: list[Detection]) -> list[int]:
-    """Layout tags given by any three markers of distinct roles that lie close together (one
-    image's markers) and form a codeword (`decode_tag`)."""
-    ours = [d for d in detections if split_id(d.id) is not None]
-    tags = set()
-    for a, b, c in itertools.combinations(ours, 3):
-        roles = {split_id(d.id)[0]: d.id for d in (a, b, c)}
-        if len(roles) < 3:
-            continue
-        reach = 15 * max(a.side_px, b.side_px, c.side_px)
-        if max(np.linalg.norm(a.center - b.center), np.linalg.norm(a.center - c.center),
-               np.linalg.norm(b.center - c.center)) > reach:
-            continue
-        t = decode_tag(roles)
-        if t is not None:
-            tags.add(t)
-    return sorted(tags)
+    """The layout tags a photo's markers show, best supported first.
+
+    Any three markers of distinct roles fit *some* quadratic, so a tag is only read from four
+    (one per role) whose values are a codeword (third difference v3 − 3·v2 + 3·v1 − v0 ≡ 0,
+    which a random four meets 1 time in 241), that lie within 12 marker sides of each other,
+    go round in the printed order (TL → TR → BR → BL turning the way each marker's own corners
+    do) and hold no other marker between them. (That last test matters: TL and BL of slot n
+    with TR and BR of slot n + k are always a codeword, of tag t − k/2, around a wider frame.)
+    Each such four votes; tags with half the best count of votes are kept."""
+    centres = np.array([d.center for d in detections]) if detections else np.zeros((0, 2))
+    by_role: list[list[tuple[int, Detection]]] = [[] for _ in ROLES]
+    for d in detections:
+        sv = split_id(d.id)
+        if sv is not None:
+            by_role[sv[0]].append((sv[1], d))
+    if not all(by_role):
+        return []
+    bl: dict[int, list[Detection]] = {}
+    for v, d in by_role[3]:
+        bl.setdefault(v, []).append(d)
+    votes: dict[int, int] = {}
+    for v0, a in by_role[0]:
+        for v1, b in by_role[1]:
+            for v2, c in by_role[2]:
+                for d in bl.get((3 * v2 - 3 * v1 + v0) % PRIME, ()):
+                    if _one_image(a, b, c, d) and not _holds_others(a, b, c, d, centres):
+                        t = (v2 - 2 * v1 + v0) * pow(2, -1, PRIME) % PRIME
+                        votes[t] = votes.get(t, 0) + 1
+    best = max(votes.values(), default=0)
+    return [t for t, n in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0])) if n >= best / 2]
+
+
+def _holds_others(a: Detection, b: Detection, c: Detection, d: Detection, centres: np.ndarray) -> bool:
+    """Whether another marker's centre lies inside the convex hull of these four markers."""
+    four = np.concatenate([x.corners_px for x in (a, b, c, d)])
+    hull = cv2.convexHull(four.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    inside = _inside_convex(hull, centres)
+    mine = np.array([x.center for x in (a, b, c, d)])
+    others = ~(np.abs(centres[:, None] - mine[None]).max(axis=2) < 1e-9).any(axis=1)
+    return bool((inside & others).any())
+
+
+def _one_image(*dets: Detection) -> bool:
+    """Whether four markers (TL, TR, BR, BL) can frame one printed image: close together, and
+    their centres turning the same way round as each marker's own corners."""
+    centres = np.array([d.center for d in dets])
+    side = max(d.side_px for d in dets)
+    if np.linalg.norm(centres[:, None] - centres[None], axis=2).max() > 12 * side:
+        return False
+
+    def turns(p):  # signs of the cross products at each vertex of the closed polygon p
+        e = np.roll(p, -1, axis=0) - p
+        return np.sign(e[:, 0] * np.roll(e, -1, axis=0)[:, 1] - e[:, 1] * np.roll(e, -1, axis=0)[:, 0])
+
+    own = turns(dets[0].corners_px)
+    t = turns(centres)
+    return bool(own.min() == own.max() != 0 and t.min() == t.max() == own[0])
 
 
 def identify_layouts(detections: list[Detection], layouts: list[dict]) -> list[tuple[int, Identification]]:
@@ -501,7 +579,7 @@ def identify_layouts(detections: list[Detection], layouts: list[dict]) -> list[t
     while todo and len(left) >= MIN_TAG_MARKERS:
         best = None
         for k in todo:
-            idf = identify([detections[i] for i in left], layouts[k])
+            idf = identify([detections[i] for i in left], layouts[k], explain=False)
             if idf.status == STATUS_OK and (best is None or len(idf.used) > len(best[1].used)):
                 best = (k, idf)
         if best is None:
