@@ -57,26 +57,34 @@ be trusted. `identify` therefore:
 
 1. matches markers to slots by id and keeps, per page, only markers that one homography maps
    onto their layout corners (false and displaced detections drop out);
-2. **accepts a page only when one of its slots shows ≥ `MIN_TAG_MARKERS` (3) of its own
-   markers** — three ids on one codeword of this layout's tag. Markers of a layout with another
-   tag never give three (see above), so the page's geometry is then known to be this layout's;
-   only then do its other slots count with 2 or even 1 marker (an inlier of that page's
-   homography lies on the same sheet);
-3. `physical layout` draws a new layout's id until its tag differs from the tags of every layout
+2. refuses a slot when a marker printed nowhere on that page lies within the slot's frame (its
+   image and its markers' rows). This catches markers that frame something else at the right
+   spacing: above all, TL and BL of slot n with TR and BR of slot n + k of *any* sheet are
+   always a codeword (of tag t − k/2) around a frame k images wide, which a layout with that
+   tag and wider images would otherwise read as its own image — the markers of the images in
+   between give it away; and a marker of another id sitting where one of the slot's own should
+   be (a sheet of another layout printed with the same geometry);
+3. **accepts a page only when one of its slots shows ≥ `MIN_TAG_MARKERS` (3) of its own
+   markers** — three ids on one codeword of this layout's tag. Three markers of one slot of a
+   layout with another tag never match (see above), so the page's geometry is then known to
+   be this layout's; only then do its other slots count with 2 or even 1 marker (an inlier of
+   that page's homography lies on the same sheet);
+4. `physical layout` draws a new layout's id until its tag differs from the tags of every layout
    of the run it keeps (printouts/<run>/layouts/) and from the run's "rs241-v1" tag, so no slot
    of an earlier sheet of the run shares three ids with a slot of the current layout;
-4. with several layouts (ingest reads the current one and every kept one: `identify_layouts`)
+5. with several layouts (ingest reads the current one and every kept one: `identify_layouts`)
    each marker explains at most one layout, and the layout explaining the most markers of the
    photo is matched first: a whole page of an earlier sheet is read as that sheet, and the few
-   of its markers that might, by chance, line up with a slot of another layout (three markers
-   of different earlier slots at the spacing of one current slot, ids equal) are used up.
+   of its markers that might, by chance, line up with a slot of another layout are used up.
 
 What is left is a sheet of an unknown layout (another workspace, a deleted history) with the
 same tag (1 in 241) *and* a codeword range overlapping this layout's (≈ 2·n_slots / 58,081):
-about 1 in 175,000 for 40 images; or, on a photo of such a sheet alone, three of its markers
-from different slots that sit at the spacing of one slot and carry its three ids (the same
-order of chance per alignment). A photo showing only two markers of an image is refused
-("unknown markers"): it cannot be told apart from such a collision.
+about 1 in 175,000 for 40 images; and photos that show too little to apply rule 2: three or
+four markers of different images of such a sheet, with everything between them out of frame,
+at the spacing of one image and carrying its ids (tested: `identify` reads those four alone).
+A photo showing only two markers of an image is refused ("unknown markers"): it cannot be told
+apart from a collision. Tags in messages come from `photo_tags`, which reads a tag only from
+four markers that are a codeword (three always fit some quadratic).
 """
 from __future__ import annotations
 
