@@ -83,6 +83,7 @@ from PIL import Image, UnidentifiedImageError
 
 from physical import markers
 from physical.errors import PhysicalError
+from physical.ingest_layouts import KeptLayout, identify_all, kept_contexts, unmatched_reason
 from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json, sha256_file
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
@@ -358,16 +359,6 @@ def sharpness(crop_bgr: np.ndarray) -> float:
 
 
 @dataclass
-class KeptLayout:
-    """An earlier layout of the run (printouts/<run>/layouts/<label>/): its sheets are read
-    against it, except slots whose PNG is no longer the manifest's (`stale`: the reason)."""
-    label: str
-    layout: dict
-    rects: dict                 # (page, slot) -> rect_mm
-    stale: dict                 # (page, slot) -> reason the slot's crop is refused
-
-
-@dataclass
 class Context:
     layout: dict
     rects: dict                 # (page, slot) -> rect_mm
@@ -391,9 +382,9 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
         rec.update(size=list(disp_size), exif_orientation=tag)
         dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side, [k.layout for k in ctx.kept])
         rec.update(markers_found=len(dets), detect_scale=round(how["scale"], 4), detect_pass=how["pass"])
-        found = _identify(dets, ident, ctx)   # [(KeptLayout-like, Identification)], one per layout seen
+        found = identify_all(dets, ident, ctx)   # [(KeptLayout, Identification)], one per layout seen
         if not found:
-            raise Rejected(_unmatched_reason(dets, ident, ctx))
+            raise Rejected(unmatched_reason(dets, ident, ctx))
         ident = found[0][1]
         rec["layouts"] = [lay.label for lay, _ in found]
         rec["pages"] = list(ident.pages)
@@ -442,41 +433,6 @@ _STATUS_REASON = {markers.STATUS_OTHER_RUN: "markers of another run",
                   markers.STATUS_UNKNOWN: "unknown markers"}
 
 
-def _identify(dets: list[markers.Detection], ident: "markers.Identification", ctx: Context) -> list:
-    """The layouts a photo shows: the current one and the kept earlier ones, each marker
-    explaining at most one (`markers.identify_layouts`). Photos of an earlier layout's sheet are
-    labelled by that layout's slots — never by the current one's."""
-    current = KeptLayout(ctx.label, ctx.layout, ctx.rects, {})
-    if not ctx.kept:
-        return [(current, ident)] if ident.status == markers.STATUS_OK else []
-    layouts = [current, *ctx.kept]
-    return [(layouts[k], idf) for k, idf in markers.identify_layouts(dets, [lay.layout for lay in layouts])]
-
-
-def _unmatched_reason(dets: list[markers.Detection], ident: "markers.Identification", ctx: Context) -> str:
-    """One line naming whose sheet a photo shows when no layout of the run could read it."""
-    if ident.status == markers.STATUS_NO_MARKERS:
-        return "no markers found"
-    lay = ctx.layout
-    run, mine = lay.get("run", "?"), lay["run_tag"]["tag"]
-    ranked = markers.photo_tags(dets)           # best supported first
-    tags = set(ranked[:1])                        # the sheet's own tag; a second is rare noise
-    for kept in ctx.kept:
-        if kept.layout["run_tag"]["tag"] in tags:
-            return (f"markers of an earlier layout of this run: {kept.label} (kept in layouts/), but no image "
-                    f"of it shows {markers.MIN_TAG_MARKERS} of its markers in the photo")
-    v1 = markers.run_key(run).tag
-    if v1 in tags and v1 != mine:
-        return ("markers of an earlier layout of this run: one printed before layout ids (id scheme rs241-v1) "
-                "and not kept, so its photos cannot be read: print the current PDF and photograph that")
-    if tags - {mine}:
-        kept = "".join(f", {k.label} (tag {k.layout['run_tag']['tag']})" for k in ctx.kept)
-        return (f"markers of another run or layout (tag {ranked[0]}): not a sheet of run {run!r}'s "
-                f"layout {ctx.label} (tag {mine}){' or a kept one' + kept if kept else ''} — another workspace's "
-                "run of that name, or a layout whose folder was deleted")
-    return f"{_STATUS_REASON.get(ident.status, ident.status)}: {ident.reason}"
-
-
 def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: Context) -> dict:
     src_w, src_h = ctx.source_size[(match.image_id, match.variant)]
     corners = _transform(fit.H, _rect_corners(rect))
@@ -518,8 +474,6 @@ def _worker(path: str) -> dict:
 
 
 def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
-    from physical.layout_history import kept_layouts, layout_label
-
     manifest = ws.load_manifest(run)
     rects, source_size = {}, {}
     files = {(im["id"], v): rec["file"] for im in manifest["images"] for v, rec in im["variants"].items()}
@@ -540,27 +494,7 @@ def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
                     source_size[key] = im.size
             except OSError as exc:
                 raise PhysicalError(f"cannot read the source PNG {ws.printouts(run) / rel}: {exc}") from None
-    label = layout_label(layout, ws.layout_path(run))
-    pngs = {(im["id"], v): rec for im in manifest["images"] for v, rec in im["variants"].items()}
-    kept = []
-    for name, lay in kept_layouts(ws, run).items():
-        if name == label:
-            continue
-        k_rects, stale = {}, {}
-        for page in lay["pages"]:
-            for slot in page["slots"]:
-                where = (int(page["page"]), int(slot["slot"]))
-                k_rects[where] = [float(v) for v in slot["rect_mm"]]
-                key = (slot["image_id"], slot["variant"])
-                rec = pngs.get(key)
-                if rec is None:
-                    stale[where] = f"printed by layout {name} from an image or variant the manifest no longer has"
-                elif not slot.get("sha256") or slot["sha256"] != rec.get("sha256") or not slot.get("size_px"):
-                    stale[where] = (f"printed by layout {name} from another PNG than the manifest's "
-                                    "(sha256 differs: the run was crafted again since)")
-                else:
-                    source_size.setdefault(key, tuple(int(v) for v in slot["size_px"]))
-        kept.append(KeptLayout(name, lay, k_rects, stale))
+    label, kept = kept_contexts(ws, run, layout, manifest, source_size)
     return Context(layout=layout, rects=rects, source_size=source_size,
                    input_size=int(manifest["model"]["input_size"]), max_pixels=max_pixels, label=label, kept=kept)
 
