@@ -11,7 +11,12 @@ Per photo (`ingest_photo`, run in a spawned process pool):
    fast pass of markers.py's detector (coarser threshold sweep); when that misses markers of a
    found image: again at a scale giving markers of `TARGET_SIDE` px, then `markers.detect`
    (the fully tuned detector); corners scale back exactly (pixel-corner convention).
-3. `physical.markers.identify` → run, page and slot for every image whose markers were found.
+3. `physical.markers.identify` → run, page and slot for every image whose markers were found;
+   with earlier layouts kept (printouts/<run>/layouts/), `markers.identify_layouts` against the
+   current one and each kept one, every marker explaining one layout at most. A sheet of an
+   earlier layout is read against that layout and labelled by *its* slots; such a slot's crop is
+   refused unless the PNG it printed is still the manifest's (same sha256). A sheet of no kept
+   layout is refused with one line naming what it is (physical/layout_history.py).
 4. Per image: a homography page-mm → photo-px from its own markers' corners (16 points), plus
    the page's other marker corners within one image diagonal that agree with that fit
    (residual ≤ max(`EXTRA_POINT_TOL_PX`, 2 × own RMS)), kept only if the own points still fit
@@ -39,15 +44,18 @@ captures/<run>/ingest.json (schema 1; rewritten atomically after every photo)::
     {"schema": 1, "run": "r1", "layout_sha256": "…", "crop_rule": "…", "used_rule": "…",
      "photos": [{"file": "photos/p1.jpg" (relative to captures/<run>/, else absolute), "sha256": "…",
                  "status": "accepted" | "rejected", "reason": null | "no markers found" |
-                 "markers of another run: …" | "unknown markers: …" | "image partly out of frame" |
+                 "markers of another run: …" | "markers of another run or layout (tag t): …" |
+                 "markers of an earlier layout of this run: …" | "unknown markers: …" | "image partly out of frame" |
                  "too few markers around the image (…)" | "not an image (…)" |
                  "unreadable (truncated or corrupt: …)" | "over decompression limit (…)" | …,
                  "page": 1, "pages": [1], "slots_found": 6, "size": [w, h] (displayed),
+                 "layouts": ["<layout_id>", …] (the layouts found; page/pages are the first one's),
                  "exif_orientation": 1, "markers_found": 24, "detect_scale": 0.5, "detect_pass": "fast",
-                 "slots_rejected": [{"page", "slot", "image_id", "variant", "reason"}],
+                 "slots_rejected": [{"page", "slot", "image_id", "variant", "reason", "layout_id"}],
                  "seconds": 0.4, "cpu_seconds": 0.4}],
      "crops": [{"image_id", "variant", "file": "crops/<id>/<variant>[-<n>].png", "photo", "photo_sha256",
-                "page", "slot", "corners_px": 4x2 (image corners TL, TR, BR, BL in the photo),
+                "page", "slot", "layout_id" (whose page/slot: the layout id, or "v1-…" for a schema-1
+                layout), "corners_px": 4x2 (image corners TL, TR, BR, BL in the photo),
                 "homography_mm_to_px": 3x3, "points", "extra_points", "markers_found",
                 "markers_expected", "reprojection_error_px" (RMS over the points used),
                 "sharpness", "warp_px": [w, h], "used": bool}],
@@ -64,7 +72,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -75,6 +83,7 @@ from PIL import Image, UnidentifiedImageError
 
 from physical import geometry, markers, records
 from physical.errors import PhysicalError
+from physical.ingest_layouts import KeptLayout, identify_all, kept_contexts, unmatched_reason
 from physical.workspace import Workspace, atomic_write_bytes, remove_inside, run_locked, sha256_bytes, sha256_file
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
@@ -145,8 +154,8 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
     return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), tag
 
 
-def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE
-                 ) -> tuple[list[markers.Detection], "markers.Identification", dict]:
+def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE,
+                 others: list[dict] = ()) -> tuple[list[markers.Detection], "markers.Identification", dict]:
     """Markers in the displayed photo (corners in displayed full-resolution pixels), their
     identification, and how they were found. `bgr` is the stored array; `tag` its EXIF orientation.
 
@@ -154,7 +163,8 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     detector (markers.py's parameters with a coarser threshold sweep and fewer tiny
     candidates). When that finds markers but leaves a found image with missing markers, or
     identifies nothing: again at a scale giving markers of `TARGET_SIDE` pixels, and if still
-    incomplete, with `markers.detect` (the fully tuned detector).
+    incomplete, with `markers.detect` (the fully tuned detector). A photo that one of the `others`
+    (kept earlier layouts) reads completely is complete too.
     """
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     scale = min(1.0, detect_long_side / max(grey.shape))
@@ -163,10 +173,11 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     dets = _fast_detect(small)
     ident = markers.identify(dets, layout)
 
-    def complete(ident):
-        return ident.status == markers.STATUS_OK and all(m.markers_found == m.markers_expected for m in ident.slots)
+    def complete(ident, dets):
+        return any(i.status == markers.STATUS_OK and all(m.markers_found == m.markers_expected for m in i.slots)
+                   for i in (ident, *(markers.identify(dets, lay, explain=False) for lay in others)))
 
-    if dets and not complete(ident):
+    if dets and not complete(ident, dets):
         side = float(np.median([d.side_px for d in dets]))
         if scale < 1.0 and side < TARGET_SIDE:  # markers small in the copy: look with more pixels
             scale = min(1.0, scale * TARGET_SIDE / side)
@@ -174,7 +185,7 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
             how["scale"] = scale
             dets = _fast_detect(small)
             ident = markers.identify(dets, layout)
-        if dets and not complete(ident):
+        if dets and not complete(ident, dets):
             # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300
             # noise image): only worth it when the fast pass saw part of a sheet
             how["pass"] = "tuned"
@@ -315,6 +326,8 @@ class Context:
     input_size: int
     max_pixels: int = DEFAULT_MAX_PIXELS
     detect_long_side: int = DETECT_LONG_SIDE
+    label: str | None = None    # the current layout's name (physical.layout_history.layout_label)
+    kept: list[KeptLayout] = field(default_factory=list)
 
 
 def ingest_photo(data: bytes, ctx: Context) -> dict:
@@ -327,20 +340,25 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
         bgr, tag = read_photo(data, ctx.max_pixels)
         M, disp_size = geometry.orientation_matrix(tag, (bgr.shape[1], bgr.shape[0]))
         rec.update(size=list(disp_size), exif_orientation=tag)
-        dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side)
+        dets, ident, how = find_markers(bgr, tag, ctx.layout, ctx.detect_long_side, [k.layout for k in ctx.kept])
         rec.update(markers_found=len(dets), detect_scale=round(how["scale"], 4), detect_pass=how["pass"])
-        if ident.status != markers.STATUS_OK:
-            raise Rejected({markers.STATUS_NO_MARKERS: "no markers found"}.get(ident.status)
-                           or f"{_STATUS_REASON.get(ident.status, ident.status)}: {ident.reason}")
+        found = identify_all(dets, ident, ctx)   # [(KeptLayout, Identification)], one per layout seen
+        if not found:
+            raise Rejected(unmatched_reason(dets, ident, ctx))
+        ident = found[0][1]
+        rec["layouts"] = [lay.label for lay, _ in found]
         rec["pages"] = list(ident.pages)
         rec["page"] = ident.pages[0] if ident.pages else None
         sides = np.median([d.side_px for d in dets])
         skipped = []
-        for match in ident.slots:
-            rect = ctx.rects[(match.page, match.slot)]
-            why = None
-            fit = fit_slot(match, ident.page_points_mm.get(match.page), ident.page_points_px.get(match.page), rect)
-            if fit is None:
+        for lay, ident, match in ((lay, idf, m) for lay, idf in found for m in idf.slots):
+            rect = lay.rects[(match.page, match.slot)]
+            why = lay.stale.get((match.page, match.slot))
+            fit = None if why else fit_slot(match, ident.page_points_mm.get(match.page),
+                                            ident.page_points_px.get(match.page), rect)
+            if why:
+                pass
+            elif fit is None:
                 why = "markers do not give a homography"
             elif not _in_frame(fit.H, rect, disp_size):
                 why = "image partly out of frame"
@@ -352,9 +370,9 @@ def ingest_photo(data: bytes, ctx: Context) -> dict:
                 why = f"markers do not fit a flat sheet (reprojection error {fit.rms_px:.1f} px)"
             if why:
                 skipped.append({"page": match.page, "slot": match.slot, "image_id": match.image_id,
-                                "variant": match.variant, "reason": why})
+                                "variant": match.variant, "reason": why, "layout_id": lay.label})
                 continue
-            crops.append(_make_crop(bgr, M, match, fit, rect, ctx))
+            crops.append({**_make_crop(bgr, M, match, fit, rect, ctx), "layout_id": lay.label})
         rec["slots_rejected"] = skipped
         rec["slots_found"] = len(crops)
         if crops:
@@ -436,8 +454,9 @@ def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
                     source_size[key] = im.size
             except OSError as exc:
                 raise PhysicalError(f"cannot read the source PNG {ws.printouts(run) / rel}: {exc}") from None
+    label, kept = kept_contexts(ws, run, layout, manifest, source_size)
     return Context(layout=layout, rects=rects, source_size=source_size,
-                   input_size=int(manifest["model"]["input_size"]), max_pixels=max_pixels)
+                   input_size=int(manifest["model"]["input_size"]), max_pixels=max_pixels, label=label, kept=kept)
 
 
 @run_locked("ingest")
@@ -450,7 +469,10 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     layout_path = ws.layout_path(run)
     if not layout_path.exists():
         raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
-    layout = records.read(records.LAYOUT, ws, run).dump()
+    from physical.layout_history import ensure_pdf, read_layout
+
+    layout = read_layout(layout_path, run)
+    ensure_pdf(ws, run, layout, required=False)   # only repairs: ingest reads no PDF
     layout_sha = sha256_file(layout_path)
     captures = ws.captures(run)
     folder = Path(photos) if photos is not None else ws.photos_dir(run)

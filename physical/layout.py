@@ -4,6 +4,10 @@
 ``printouts/<run>/<run>.pdf`` and ``printouts/<run>/layout.json``. Marker dictionary, ids and
 the marker geometry around an image come from `physical.markers`.
 
+Every layout has its own random ``layout_id`` (in its marker ids too) and is kept in
+``printouts/<run>/layouts/<layout_id>/`` so photos of its sheets stay readable after
+``--force``; how, and the order files are written in: physical/layout_history.py.
+
 Printing
 --------
 * Every PNG is embedded losslessly: its own zlib (IDAT) stream goes into the PDF unchanged as a
@@ -16,16 +20,17 @@ Printing
 * Clean and adversarial versions of one source image sit side by side in one row ("group");
   a caption (image id, variant) sits between (or, for small images, under) its lower markers.
 * Deterministic: reportlab ``invariant=1`` and the creation date is the manifest's
-  ``created`` time, so the same run gives the same bytes.
+  ``created`` time, so the same run and layout id give the same bytes.
 
-layout.json (schema 1)
-----------------------
+layout.json (schema 2; schema 1, written before layout ids, is read as before)
+-------------------------------------------------------------------------------
 Page millimetres: origin at the page's top-left corner, x right, y down. Marker corners in
 ArUco order (top-left, top-right, bottom-right, bottom-left as printed)::
 
     {
-     "schema": 1,
+     "schema": 2,
      "run": "r1",
+     "layout_id": "3fa2c19e0b1d4e5f",     # random, one per layout (absent in schema 1)
      "created": "…",                       # the manifest's created time (also the PDF's date)
      "pdf": "r1.pdf", "pdf_sha256": "…", "manifest_sha256": "…",
      "paper": {"name": "a4", "width_mm": 210.0, "height_mm": 297.0, "margin_mm": 12.0},
@@ -33,12 +38,12 @@ ArUco order (top-left, top-right, bottom-right, bottom-left as printed)::
      "dots_per_pixel": 4,                 # printer dots per image pixel
      "image_mm_requested": 40.0, "image_mm": 37.9307,   # longest image side, asked / printed
      "variants": ["clean", "fgsm-eps16"],
-     "markers": {"dictionary": "DICT_6X6_1000", "id_scheme": "rs241-v1",
+     "markers": {"dictionary": "DICT_6X6_1000", "id_scheme": "rs241-v2",   # schema 1: "rs241-v1"
                  "cells": 8, "cell_mm": 0.9313, "size_mm": 7.4507,
                  "gap_mm": 1.8627,        # white space between a marker and its image
                  "quiet_cells": 2},
      "caption": "between the lower markers",   # or "below the lower markers" (small images)
-     "run_tag": {"tag": 72, "offset": 44400},   # physical.markers.run_key(run)
+     "run_tag": {"tag": 72, "offset": 44400},   # physical.markers.run_key(run, layout_id)
      "n_slots": 40, "slots_per_page": 16,
      "pages": [
       {"page": 1,                          # 1-based, the PDF page number
@@ -72,11 +77,13 @@ from pathlib import Path
 
 from physical import geometry, markers, records
 from physical.errors import PhysicalError
-from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, run_locked, sha256_bytes, sha256_file
+from physical.layout_history import (SCHEMA, _keep, _link_or_copy, _new_layout_id, ensure_pdf,  # noqa: F401
+                                     history_dir, kept_layouts, read_layout)
+from physical.workspace import (Workspace, atomic_write_bytes, atomic_write_json, read_json, run_locked,
+                                sha256_bytes, sha256_file)
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
 PAPERS = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 MARGIN_MM = 12.0          # all sides: inside every common printer's printable area (≤ 6.35 mm)
 HEADER_MM = 15.0          # run name, page, printing instructions
@@ -215,8 +222,10 @@ def _dots(mm: float, dpi: int) -> int:
     return int(math.floor(geometry.mm_to_dots(mm, dpi) + 1e-9))
 
 
-def plan(items: list[Item], run: str, paper: str, dpi: int, image_mm: float) -> dict:
-    """Positions of every image and marker (the layout.json dict, less file hashes)."""
+def plan(items: list[Item], run: str, paper: str, dpi: int, image_mm: float,
+         layout_id: str | None = None) -> dict:
+    """Positions of every image and marker (the layout.json dict, less file hashes). Without a
+    `layout_id` the ids are those of the schema-1 scheme (rs241-v1), kept for tests of old runs."""
     if paper not in PAPERS:
         raise PhysicalError(f"unknown paper {paper!r}: use one of {', '.join(PAPERS)}")
     if dpi < 72 or dpi > 4800:
@@ -289,7 +298,7 @@ def plan(items: list[Item], run: str, paper: str, dpi: int, image_mm: float) -> 
 
     pages = []
     n = 0
-    key = markers.run_key(run)
+    key = markers.run_key(run, layout_id)
     for p0 in range(0, len(row_items), rows):
         slots = []
         for r, row in enumerate(row_items[p0:p0 + rows]):
@@ -317,11 +326,12 @@ def plan(items: list[Item], run: str, paper: str, dpi: int, image_mm: float) -> 
         pages.append({"page": len(pages) + 1, "slots": slots})
 
     return {
-        "schema": SCHEMA, "run": run,
+        "schema": SCHEMA if layout_id else 1, "run": run, **({"layout_id": layout_id} if layout_id else {}),
         "paper": {"name": paper, "width_mm": page_w, "height_mm": page_h, "margin_mm": MARGIN_MM},
         "dpi": dpi, "dots_per_pixel": k,
         "image_mm_requested": float(image_mm), "image_mm": img_side_mm,
-        "markers": {"dictionary": markers.DICTIONARY_NAME, "id_scheme": markers.ID_SCHEME,
+        "markers": {"dictionary": markers.DICTIONARY_NAME,
+                    "id_scheme": markers.ID_SCHEME if layout_id else markers.ID_SCHEMES[0],
                     "cells": markers.CELLS, "cell_mm": _mm(cell, dpi), "size_mm": _mm(m, dpi),
                     "gap_mm": _mm(gap, dpi), "quiet_cells": markers.QUIET_CELLS},
         "caption": "between the lower markers" if cap_inside else "below the lower markers",
@@ -450,7 +460,9 @@ def render_pdf(layout: dict, items: dict[tuple[str, str], Item], created: str | 
         c.drawString(X(margin + SCALE_BAR_MM + 1.5), Y(yb - 0.2),
                      "50 mm \u2014 measure me: if this bar is not 50 mm the print was scaled; print again at 100 %")
         c.drawRightString(X(page_w - margin), Y(yb + 3.2 + 2.2),
-                          f"markers: ArUco {mk['dictionary']}, ids {mk['id_scheme']} · run tag {layout['run_tag']['tag']}")
+                          f"markers: ArUco {mk['dictionary']}, ids {mk['id_scheme']} · "
+                          + (f"layout {layout['layout_id']} · " if layout.get("layout_id") else "")
+                          + f"tag {layout['run_tag']['tag']}")
         c.showPage()
     c.save()
     return buf.getvalue()
@@ -506,25 +518,43 @@ def collect_items(ws: Workspace, run: str, manifest: dict, variants: list[str] |
 
 @run_locked("layout")
 def make_layout(ws: Workspace, run: str, paper: str = "a4", dpi: int = 600, image_mm: float = 40.0,
-                variants: list[str] | None = None, force: bool = False) -> LayoutResult:
-    """Write printouts/<run>/<run>.pdf and layout.json; returns paths, the layout and a summary."""
+                variants: list[str] | None = None, force: bool = False, *,
+                layout_id: str | None = None) -> LayoutResult:
+    """Write printouts/<run>/<run>.pdf and layout.json (and keep them in layouts/<layout_id>/);
+    returns paths, the layout and a summary. `layout_id` (16 hex digits) is drawn at random
+    unless given (tests: the same inputs and id give the same bytes)."""
     manifest = ws.load_manifest(run).dump()
     pdf_path, layout_path = ws.pdf_path(run), ws.layout_path(run)
+    current = read_layout(layout_path, run) if layout_path.exists() else None
+    if current is not None:
+        ensure_pdf(ws, run, current, required=False)
     if not force:
         for path in (pdf_path, layout_path):
             if path.exists():
-                raise PhysicalError(f"{path} already exists: pass --force to overwrite it")
+                raise PhysicalError(f"{path} already exists: pass --force to overwrite it "
+                                    f"(the earlier layout is kept in {history_dir(ws, run)})")
     items = collect_items(ws, run, manifest, variants)
-    layout = plan(items, run, paper, dpi, image_mm)
+    kept = kept_layouts(ws, run)
+    layout_id = _new_layout_id(run, kept, current, layout_id)
+    layout = plan(items, run, paper, dpi, image_mm, layout_id)
     created = manifest.get("created")
     pdf = render_pdf(layout, {(it.image_id, it.variant): it for it in items}, created)
-    layout = {"schema": layout["schema"], "run": run, "created": created,
+    layout = {"schema": layout["schema"], "run": run, "layout_id": layout_id, "created": created,
               "pdf": pdf_path.name, "pdf_sha256": sha256_bytes(pdf),
               "manifest_sha256": sha256_file(ws.manifest_path(run)),
               "variants": list(dict.fromkeys(it.variant for it in items)),
-              **{k: v for k, v in layout.items() if k not in ("schema", "run")}}
-    atomic_write_bytes(pdf_path, pdf)
-    records.write(records.LAYOUT, ws, run, layout)
+              **{k: v for k, v in layout.items() if k not in ("schema", "run", "layout_id")}}
+    folder = history_dir(ws, run) / layout_id
+    old = folder / "layout.json"
+    if old.exists() and read_json(old) != layout:
+        raise PhysicalError(f"layout id {layout_id} is already used by another layout of run {run!r} ({old})")
+    if current is not None:
+        _keep(ws, run, current)
+    atomic_write_bytes(folder / pdf_path.name, pdf)
+    layout = records.parse(records.LAYOUT, layout, layout_path, run).dump()   # the record's type, checked
+    atomic_write_json(old, layout)
+    atomic_write_json(layout_path, layout)               # the commit (validated above): names its PDF by pdf_sha256
+    _link_or_copy(folder / pdf_path.name, pdf_path)
     summary = summarize(layout, pdf_path)
     return LayoutResult(pdf_path, layout_path, layout, summary)
 

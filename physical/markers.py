@@ -20,8 +20,8 @@ Dictionary
 are drawn as vector rectangles, one per black cell, with a white quiet zone of at least
 `QUIET_CELLS` cells around each marker.
 
-Id scheme ("rs241-v1")
-----------------------
+Id schemes ("rs241-v2", and "rs241-v1" read for older layouts)
+--------------------------------------------------------------
 Each printed image ("slot") is framed by its own four markers, one per image corner
 (role r = 0 TL, 1 TR, 2 BR, 3 BL; TL/TR sit just above the image's top edge, BR/BL just below
 its bottom edge). The role is carried by the id range: ``id = 250·r + v`` with v in [0, 241).
@@ -29,20 +29,62 @@ The values v_0..v_3 of one slot are a Reed–Solomon-like codeword over GF(241):
 
     v_r = (m0 + m1·r + t·r²) mod 241
 
-* ``t`` (0..240) is the run tag, ``t = sha256(run) mod 241``;
+* ``t`` (0..240) is the layout tag, ``t = h mod 241``;
 * ``(m0, m1) = divmod``-digits of ``e = (n + offset) mod 241²`` with ``m0 = e mod 241``,
   ``m1 = e // 241``, where n is the slot's run-wide index (0-based, in page order) and
-  ``offset = (sha256(run) // 241) mod 241²``.
+  ``offset = (h // 241) mod 241²``;
+* "rs241-v2" (layout.json schema 2): ``h = sha256(run + "/" + layout_id)``, where
+  ``layout_id`` is 16 random hex digits drawn by `physical layout` for every layout, so two
+  layouts of one run, or two workspaces' runs of the same name, print different codes;
+* "rs241-v1" (schema 1, no layout id): ``h = sha256(run)``; every layout of a run had the same
+  code, which is why a re-layout made its older sheets readable as the new one's.
 
 Properties (tested in tests/test_markers.py for 5,000 slots):
 
-* Within a run two slots share **at most one** marker id (two lines agree in ≤ 1 point), so
-  **any two markers of one slot identify it** and ids never repeat within 237 consecutive
-  slots, hence never on one page (at most `MAX_SLOTS_PER_PAGE` slots).
-* Slots of runs with different tags share at most two ids; three markers of one slot give
-  the tag, so a photo of another run's sheet is recognised ("other run"). Runs whose tags
-  collide (1 in 241) still differ by their offsets, so their sheets map to other slot numbers.
-* Capacity: 241² = 58,081 codewords; `MAX_SLOTS` = 5,000 printed images per run.
+* Within a layout two slots share **at most one** marker id (two lines agree in ≤ 1 point), so
+  two markers of one slot name it, and ids never repeat within 237 consecutive slots, hence
+  never on one page (at most `MAX_SLOTS_PER_PAGE` slots).
+* Slots of layouts with different tags share at most **two** ids (two quadratics agree in ≤ 2
+  points); three markers of one slot give the tag (`decode_tag`).
+* Capacity: 241² = 58,081 codewords; `MAX_SLOTS` = 5,000 printed images per layout.
+
+Identification rule (what keeps a photo of another sheet from being read as this layout's)
+-----------------------------------------------------------------------------------------
+Two markers of *any* sheet decode to *some* slot of a layout (two points always fix a line
+over GF(241)): a pair of markers from an older or foreign sheet lands on a valid slot of the
+current layout about n_slots / 58,081 of the time, at the right spacing, so pairs alone can never
+be trusted. `identify` therefore:
+
+1. matches markers to slots by id and keeps, per page, only markers that one homography maps
+   onto their layout corners (false and displaced detections drop out);
+2. refuses a slot when a marker printed nowhere on that page lies within the slot's frame (its
+   image and its markers' rows). This catches markers that frame something else at the right
+   spacing: above all, TL and BL of slot n with TR and BR of slot n + k of *any* sheet are
+   always a codeword (of tag t − k/2) around a frame k images wide, which a layout with that
+   tag and wider images would otherwise read as its own image — the markers of the images in
+   between give it away; and a marker of another id sitting where one of the slot's own should
+   be (a sheet of another layout printed with the same geometry);
+3. **accepts a page only when one of its slots shows ≥ `MIN_TAG_MARKERS` (3) of its own
+   markers** — three ids on one codeword of this layout's tag. Three markers of one slot of a
+   layout with another tag never match (see above), so the page's geometry is then known to
+   be this layout's; only then do its other slots count with 2 or even 1 marker (an inlier of
+   that page's homography lies on the same sheet);
+4. `physical layout` draws a new layout's id until its tag differs from the tags of every layout
+   of the run it keeps (printouts/<run>/layouts/) and from the run's "rs241-v1" tag, so no slot
+   of an earlier sheet of the run shares three ids with a slot of the current layout;
+5. with several layouts (ingest reads the current one and every kept one: `identify_layouts`)
+   each marker explains at most one layout, and the layout explaining the most markers of the
+   photo is matched first: a whole page of an earlier sheet is read as that sheet, and the few
+   of its markers that might, by chance, line up with a slot of another layout are used up.
+
+What is left is a sheet of an unknown layout (another workspace, a deleted history) with the
+same tag (1 in 241) *and* a codeword range overlapping this layout's (≈ 2·n_slots / 58,081):
+about 1 in 175,000 for 40 images; and photos that show too little to apply rule 2: three or
+four markers of different images of such a sheet, with everything between them out of frame,
+at the spacing of one image and carrying its ids (tested: `identify` reads those four alone).
+A photo showing only two markers of an image is refused ("unknown markers"): it cannot be told
+apart from a collision. Tags in messages come from `photo_tags`, which reads a tag only from
+four markers that are a codeword (three always fit some quadratic).
 """
 from __future__ import annotations
 
@@ -56,7 +98,9 @@ import numpy as np
 from physical import geometry
 
 DICTIONARY_NAME = "DICT_6X6_1000"
-ID_SCHEME = "rs241-v1"
+ID_SCHEME = "rs241-v2"
+ID_SCHEMES = ("rs241-v1", "rs241-v2")   # read; only ID_SCHEME is written
+MIN_TAG_MARKERS = 3      # own markers of one slot that confirm a page (they fix the tag)
 MARKER_BITS = 6          # data bits per side
 BORDER_BITS = 1
 CELLS = MARKER_BITS + 2 * BORDER_BITS   # cells per marker side, border included
@@ -102,7 +146,7 @@ def marker_image(marker_id: int, cells: int = CELLS) -> np.ndarray:
 # ----------------------------------------------------------------------------- id scheme
 @dataclass(frozen=True)
 class RunKey:
-    """What a run name contributes to its marker ids."""
+    """What a layout (run name + layout id; "rs241-v1": run name only) contributes to its ids."""
     tag: int      # 0..240, the quadratic coefficient
     offset: int   # 0..241²-1, added to the slot index
 
@@ -110,8 +154,10 @@ class RunKey:
         return {"tag": self.tag, "offset": self.offset}
 
 
-def run_key(run: str) -> RunKey:
-    h = int.from_bytes(hashlib.sha256(run.encode("utf-8")).digest(), "big")
+def run_key(run: str, layout_id: str | None = None) -> RunKey:
+    """The key of a layout: "rs241-v2" with a `layout_id`, "rs241-v1" (the run name alone) without."""
+    text = run if layout_id is None else f"{run}/{layout_id}"
+    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest(), "big")
     return RunKey(tag=h % PRIME, offset=(h // PRIME) % CODEWORDS)
 
 
@@ -290,15 +336,19 @@ class SlotMatch:
 @dataclass
 class Identification:
     """What a photo shows. status: "ok" (≥ 1 slot of this run found) | "no markers" |
-    "other run" (markers of this scheme that belong to another run's sheet) | "unknown markers"
-    (markers found but nothing of this run can be identified); reason: one line when not ok.
-    page_points_mm/px: every matched marker corner per page (for a whole-page homography)."""
+    "other run" (markers of this scheme that belong to another run's or layout's sheet) |
+    "unknown markers" (markers found but nothing of this layout can be identified); reason: one
+    line when not ok. page_points_mm/px: every matched marker corner per page (for a whole-page
+    homography); used: indices (into the detections given) of the markers those points came from;
+    tags: layout tags decoded from the photo's markers when nothing matched."""
     status: str
     reason: str | None
     pages: list[int] = field(default_factory=list)
     slots: list[SlotMatch] = field(default_factory=list)
     page_points_mm: dict[int, np.ndarray] = field(default_factory=dict)
     page_points_px: dict[int, np.ndarray] = field(default_factory=dict)
+    used: list[int] = field(default_factory=list)
+    tags: list[int] = field(default_factory=list)
 
 
 def _layout_index(layout: dict):
@@ -323,58 +373,74 @@ def _consistent(mm: np.ndarray, px: np.ndarray, tol: float) -> np.ndarray:
     return np.linalg.norm(proj - px, axis=1) <= tol
 
 
-def identify(detections: list[Detection], layout: dict) -> Identification:
-    """Match a photo's detections against a layout (layout.json as a dict).
+def identify(detections: list[Detection], layout: dict, explain: bool = True) -> Identification:
+    """Match a photo's detections against a layout (layout.json as a dict). `explain=False`
+    skips working out why nothing matched (the reason and tags of a failed match).
 
-    A slot is identified by ≥ 2 of its own markers (two slots of a run never share two ids),
-    and a page by its identified slots. Markers are kept only where one homography per page
-    maps their layout corners onto their detected corners within a generous tolerance (lens
-    distortion), which throws out false or duplicated detections. On an identified page a
-    single marker also identifies its slot (ids are unique within a page).
+    A page is identified by a slot showing ≥ `MIN_TAG_MARKERS` of its own markers (three ids
+    of one codeword of this layout's tag: see "Identification rule" above); its other slots then
+    by 2 or even 1 of theirs (ids are unique within a page). Markers are kept only where one
+    homography per page maps their layout corners onto their detected corners within a generous
+    tolerance (lens distortion), which throws out false or duplicated detections.
     """
     if not detections:
         return Identification(STATUS_NO_MARKERS, "no markers found")
     index = _layout_index(layout)
     sides = np.array([d.side_px for d in detections])
     tol = max(3.0, 1.0 * float(np.median(sides)))
+    centres_px = np.array([d.center for d in detections])
 
     # 1) candidate (page, slot) votes
-    votes: dict[tuple[int, int], dict[int, Detection]] = {}
+    # (page, slot) -> {role: [detection indices]}: an id seen twice (two sheets in one photo)
+    # keeps both candidates, and the page homography below chooses
+    votes: dict[tuple[int, int], dict[int, list[int]]] = {}
     slot_of: dict[tuple[int, int], dict] = {}
-    for det in detections:
+    for d, det in enumerate(detections):
         for page, slot, role, _ in index.get(det.id, []):
             key = (page, int(slot["slot"]))
             votes.setdefault(key, {})
             slot_of[key] = slot
-            if role not in votes[key]:
-                votes[key][role] = det
-    confirmed = {k: v for k, v in votes.items() if len(v) >= 2}
+            votes[key].setdefault(role, []).append(d)
+    confirmed = {k: v for k, v in votes.items() if len(v) >= MIN_TAG_MARKERS}
     pages = sorted({k[0] for k in confirmed})
 
     # 2) per page: all markers of this page that were seen, checked by one homography
     matches: list[SlotMatch] = []
     page_mm: dict[int, np.ndarray] = {}
     page_px: dict[int, np.ndarray] = {}
-    good_pages = []
+    good_pages, used = [], []
     for page in pages:
-        found = []  # (slot_no, role, corners_mm, corners_px)
+        found = []  # (slot_no, role, corners_mm, corners_px, detection index)
         for (p, s), roles in votes.items():
             if p != page:
                 continue
-            for role, det in roles.items():
+            for role, ds in roles.items():
                 corners_mm = np.asarray(slot_of[(p, s)]["markers"][role]["corners_mm"], dtype=np.float64)
-                found.append((s, role, corners_mm, det.corners_px))
+                found.extend((s, role, corners_mm, detections[d].corners_px, d) for d in ds)
         mm = np.concatenate([f[2] for f in found])
         px = np.concatenate([f[3] for f in found])
         inl = _consistent(mm, px, tol).reshape(-1, 4).all(axis=1)
-        found = [f for f, ok in zip(found, inl) if ok]
+        seen = set()   # one detection per (slot, role): the first inlier
+        found = [f for f, ok in zip(found, inl) if ok and (f[:2] not in seen and not seen.add(f[:2]))]
         per_slot: dict[int, list] = {}
         for f in found:
             per_slot.setdefault(f[0], []).append(f)
-        # a slot needs 2 own markers, or 1 when the page is confirmed by another slot
-        if not any(len(v) >= 2 for v in per_slot.values()):
+        if len(found) >= MIN_TAG_MARKERS:
+            # another marker within a slot's frame (its image and its markers' rows) contradicts
+            # it: its markers frame something else, e.g. two images of another sheet read as one
+            # wider image of this layout, or a marker of another id where its own should be
+            H, _ = cv2.findHomography(np.concatenate([f[2] for f in found]), np.concatenate([f[3] for f in found]), 0)
+            if H is not None and abs(np.linalg.det(H)) > 1e-12:
+                centres_mm = cv2.perspectiveTransform(centres_px.reshape(-1, 1, 2), np.linalg.inv(H)).reshape(-1, 2)
+                page_ids = {det_id for det_id, entries in index.items() if any(e[0] == page for e in entries)}
+                for s in [s for s in per_slot if _intruded(slot_of[(page, s)], centres_mm, detections, page_ids)]:
+                    del per_slot[s]
+                found = [f for f in found if f[0] in per_slot]
+        # the page needs one slot with 3 own markers (the tag); then 1 is enough for the others
+        if not any(len(v) >= MIN_TAG_MARKERS for v in per_slot.values()):
             continue
         good_pages.append(page)
+        used.extend(f[4] for f in found)
         page_mm[page] = np.concatenate([f[2] for f in found])
         page_px[page] = np.concatenate([f[3] for f in found])
         centers = np.array([f[2].mean(axis=0) for f in found])
@@ -397,35 +463,140 @@ def identify(detections: list[Detection], layout: dict) -> Identification:
                                      points_mm=np.concatenate(pts_mm), points_px=np.concatenate(pts_px),
                                      markers_found=len(own), markers_expected=len(slot["markers"])))
     if matches:
-        return Identification(STATUS_OK, None, good_pages, matches, page_mm, page_px)
+        return Identification(STATUS_OK, None, good_pages, matches, page_mm, page_px, sorted(set(used)))
+    if not explain:
+        return Identification(STATUS_UNKNOWN, "not explained")
 
-    # 3) nothing of this run: another run's sheet, or unknown markers
+    # 3) nothing of this layout: another run's or layout's sheet, or unknown markers
     ours = [d for d in detections if split_id(d.id) is not None]
     run = layout.get("run", "?")
     my_tag = (layout.get("run_tag") or {}).get("tag")
-    tags = set()
-    for a, b, c in itertools.combinations(ours, 3):
-        roles = {split_id(d.id)[0]: d.id for d in (a, b, c)}
-        if len(roles) < 3:
-            continue
-        reach = 15 * max(a.side_px, b.side_px, c.side_px)
-        if max(np.linalg.norm(a.center - b.center), np.linalg.norm(a.center - c.center),
-               np.linalg.norm(b.center - c.center)) > reach:
-            continue
-        t = decode_tag(roles)
-        if t is not None:
-            tags.add(t)
-    if tags - {my_tag}:
+    tags = photo_tags(ours)
+    if set(tags) - {my_tag}:
         return Identification(STATUS_OTHER_RUN,
-                              f"markers belong to another run's sheet (run tag {sorted(tags - {my_tag})[0]}, "
-                              f"run {run!r} has tag {my_tag})")
+                              f"markers belong to another run's sheet or another layout's (tag "
+                              f"{[t for t in tags if t != my_tag][0]}; run {run!r}, {_layout_name(layout)}, has tag "
+                              f"{my_tag})", tags=tags)
     if len(ours) >= 2 and len({split_id(d.id)[0] for d in ours}) >= 2 and not any(d.id in index for d in ours):
         return Identification(STATUS_OTHER_RUN,
-                              f"{len(ours)} markers found, none of them printed for run {run!r} (another run's sheet)")
+                              f"{len(ours)} markers found, none of them printed for run {run!r} (another run's sheet)",
+                              tags=tags)
     if ours:
         n_known = sum(d.id in index for d in ours)
         return Identification(STATUS_UNKNOWN,
-                              f"{len(detections)} markers found but no printed image of run {run!r} has 2 of them "
-                              f"({n_known} match this run's ids; a sheet of another run, or too little of one "
-                              "image in the photo)")
+                              f"{len(detections)} markers found but no printed image of run {run!r} has "
+                              f"{MIN_TAG_MARKERS} of them ({n_known} match this layout's ids; a sheet of another "
+                              "run or layout, or too little of one image in the photo)", tags=tags)
     return Identification(STATUS_UNKNOWN, f"{len(detections)} markers found, none from a `physical` sheet")
+
+
+def _intruded(slot: dict, centres_mm: np.ndarray, detections: list[Detection], page_ids: set[int]) -> bool:
+    """Whether a marker printed nowhere on this page lies within the slot's frame (the bounding
+    box of its markers, less a quarter marker on each side: a neighbour's marker is at least 3/4
+    of a marker outside it, so lens distortion does not push one in). A marker of this page out
+    of place is a false or duplicated detection, which the homography check already set aside."""
+    corners = np.concatenate([np.asarray(m["corners_mm"], np.float64) for m in slot["markers"]])
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    inset = 0.25 * float(np.linalg.norm(corners[1] - corners[0]))
+    inside = np.all((centres_mm > lo + inset) & (centres_mm < hi - inset), axis=1)
+    return any(detections[i].id not in page_ids for i in np.flatnonzero(inside))
+
+
+def _inside_convex(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Mask of `pts` strictly inside the convex polygon `poly` (either winding)."""
+    e = np.roll(poly, -1, axis=0) - poly                                    # (k, 2) edges
+    rel = pts[:, None, :] - poly[None, :, :]                                # (n, k, 2)
+    cross = e[None, :, 0] * rel[..., 1] - e[None, :, 1] * rel[..., 0]
+    return (cross > 0).all(axis=1) | (cross < 0).all(axis=1)
+
+
+def _layout_name(layout: dict) -> str:
+    lid = layout.get("layout_id")
+    return f"layout {lid}" if lid else f"layout of id scheme {(layout.get('markers') or {}).get('id_scheme', 'rs241-v1')}"
+
+
+def photo_tags(detections: list[Detection]) -> list[int]:
+    """The layout tags a photo's markers show, best supported first.
+
+    Any three markers of distinct roles fit *some* quadratic, so a tag is only read from four
+    (one per role) whose values are a codeword (third difference v3 − 3·v2 + 3·v1 − v0 ≡ 0,
+    which a random four meets 1 time in 241), that lie within 12 marker sides of each other,
+    go round in the printed order (TL → TR → BR → BL turning the way each marker's own corners
+    do) and hold no other marker between them. (That last test matters: TL and BL of slot n
+    with TR and BR of slot n + k are always a codeword, of tag t − k/2, around a wider frame.)
+    Each such four votes; tags with half the best count of votes are kept."""
+    centres = np.array([d.center for d in detections]) if detections else np.zeros((0, 2))
+    by_role: list[list[tuple[int, Detection]]] = [[] for _ in ROLES]
+    for d in detections:
+        sv = split_id(d.id)
+        if sv is not None:
+            by_role[sv[0]].append((sv[1], d))
+    if not all(by_role):
+        return []
+    bl: dict[int, list[Detection]] = {}
+    for v, d in by_role[3]:
+        bl.setdefault(v, []).append(d)
+    votes: dict[int, int] = {}
+    for v0, a in by_role[0]:
+        for v1, b in by_role[1]:
+            for v2, c in by_role[2]:
+                for d in bl.get((3 * v2 - 3 * v1 + v0) % PRIME, ()):
+                    if _one_image(a, b, c, d) and not _holds_others(a, b, c, d, centres):
+                        t = (v2 - 2 * v1 + v0) * pow(2, -1, PRIME) % PRIME
+                        votes[t] = votes.get(t, 0) + 1
+    best = max(votes.values(), default=0)
+    return [t for t, n in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0])) if n >= best / 2]
+
+
+def _holds_others(a: Detection, b: Detection, c: Detection, d: Detection, centres: np.ndarray) -> bool:
+    """Whether another marker's centre lies inside the convex hull of these four markers."""
+    four = np.concatenate([x.corners_px for x in (a, b, c, d)])
+    hull = cv2.convexHull(four.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    inside = _inside_convex(hull, centres)
+    mine = np.array([x.center for x in (a, b, c, d)])
+    others = ~(np.abs(centres[:, None] - mine[None]).max(axis=2) < 1e-9).any(axis=1)
+    return bool((inside & others).any())
+
+
+def _one_image(*dets: Detection) -> bool:
+    """Whether four markers (TL, TR, BR, BL) can frame one printed image: close together, and
+    their centres turning the same way round as each marker's own corners."""
+    centres = np.array([d.center for d in dets])
+    side = max(d.side_px for d in dets)
+    if np.linalg.norm(centres[:, None] - centres[None], axis=2).max() > 12 * side:
+        return False
+
+    def turns(p):  # signs of the cross products at each vertex of the closed polygon p
+        e = np.roll(p, -1, axis=0) - p
+        return np.sign(e[:, 0] * np.roll(e, -1, axis=0)[:, 1] - e[:, 1] * np.roll(e, -1, axis=0)[:, 0])
+
+    own = turns(dets[0].corners_px)
+    t = turns(centres)
+    return bool(own.min() == own.max() != 0 and t.min() == t.max() == own[0])
+
+
+def identify_layouts(detections: list[Detection], layouts: list[dict]) -> list[tuple[int, Identification]]:
+    """Match a photo against several layouts (ingest: the current one and the kept earlier ones).
+
+    Each marker explains at most one layout: the layout whose identification uses the most
+    markers is taken first, its markers are removed, and the rest are matched again (rule 4 of
+    the module docstring). Returns (index into `layouts`, Identification) of every layout found,
+    in that order; the identifications' `used` index into `detections`. Empty when none matched."""
+    left = list(range(len(detections)))
+    out: list[tuple[int, Identification]] = []
+    todo = list(range(len(layouts)))
+    while todo and len(left) >= MIN_TAG_MARKERS:
+        best = None
+        for k in todo:
+            idf = identify([detections[i] for i in left], layouts[k], explain=False)
+            if idf.status == STATUS_OK and (best is None or len(idf.used) > len(best[1].used)):
+                best = (k, idf)
+        if best is None:
+            break
+        k, idf = best
+        idf.used = [left[i] for i in idf.used]
+        out.append((k, idf))
+        todo.remove(k)
+        gone = set(idf.used)
+        left = [i for i in left if i not in gone]
+    return out

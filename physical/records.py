@@ -122,6 +122,7 @@ class PageRec(Record):
 
 
 class Layout(FileRecord):
+    layout_id: str | None = None    # schema 2: the layout's own identity (in its markers' codes)
     created: str | None = None
     pdf: str
     pdf_sha256: str
@@ -253,7 +254,7 @@ class Kind:
 
 
 MANIFEST = Kind("manifest", Manifest, "printouts", "manifest.json", 1, (1,), "craft")
-LAYOUT = Kind("layout", Layout, "printouts", "layout.json", 1, (1,), "layout")
+LAYOUT = Kind("layout", Layout, "printouts", "layout.json", 2, (1, 2), "layout")
 SIMULATED = Kind("simulated", Simulated, "captures", "simulated.json", 1, (1,), "simulate")
 INGEST = Kind("ingest", Ingest, "captures", "ingest.json", 1, (1,), "ingest")
 METRICS = Kind("metrics", Metrics, "reports", "metrics.json", 1, (1,), "evaluate")

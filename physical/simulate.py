@@ -474,7 +474,11 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
     for path in (pdf_path, layout_path):
         if not path.exists():
             raise PhysicalError(f"{path} does not exist: run `physical layout --run {run}` first")
-    layout = records.read(records.LAYOUT, ws, run).dump()
+    from physical.layout_history import ensure_pdf, read_layout
+
+    layout = read_layout(layout_path, run)
+
+    ensure_pdf(ws, run, layout)   # the PDF layout.json describes (restored after an interrupted layout)
     slots = layout_slots(layout)
     captures = ws.captures(run)
     sim_json = ws.simulated_path(run)

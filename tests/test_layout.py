@@ -44,7 +44,8 @@ def test_layout_json_geometry(laid_out):
     lay = json.loads(result.layout_path.read_text())
     assert lay == result.layout
     assert lay["run"] == "t" and lay["markers"]["dictionary"] == M.DICTIONARY_NAME
-    assert lay["run_tag"] == M.run_key("t").as_dict()
+    assert lay["schema"] == 2 and lay["markers"]["id_scheme"] == "rs241-v2" and len(lay["layout_id"]) == 16
+    assert lay["run_tag"] == M.run_key("t", lay["layout_id"]).as_dict()        # rs241-v2: run + layout id
     k, dpi = lay["dots_per_pixel"], lay["dpi"]
     assert dpi == 600 and k == round(30 / 25.4 * 600 / 64) == 11
     slots = [s for p in lay["pages"] for s in p["slots"]]
@@ -158,10 +159,12 @@ def test_identify_rendered_page_and_single_image_and_other_run(laid_out, tmp_pat
 
 def test_same_run_same_bytes(tmp_path):
     ws = make_fake_run(tmp_path, ids=("a", "b"), size=64)
-    first = make_layout(ws, "t").pdf.read_bytes()
+    first = make_layout(ws, "t", layout_id="00000000000000ab").pdf.read_bytes()
     lay1 = ws.layout_path("t").read_bytes()
-    second = make_layout(ws, "t", force=True).pdf.read_bytes()
-    assert first == second and ws.layout_path("t").read_bytes() == lay1
+    second = make_layout(ws, "t", force=True, layout_id="00000000000000ab").pdf.read_bytes()
+    assert first == second and ws.layout_path("t").read_bytes() == lay1    # same run and layout id
+    third = make_layout(ws, "t", force=True)                                # a new layout: new id, new codes
+    assert third.layout["layout_id"] != "00000000000000ab" and third.pdf.read_bytes() != first
     assert b"D:20260101000000+00'00'" in first                   # the manifest's date
 
 

@@ -150,11 +150,17 @@ def test_identify_pages_slots_and_points():
 
 def test_identify_with_few_markers_of_one_image():
     layout = _fake_layout()
-    # only slot 1's TL and BR are visible: still identified, neighbours' points fill up to 4 markers
-    only = [d for d in _detections(layout, 1) if d.id in (layout["pages"][0]["slots"][1]["markers"][0]["id"],
-                                                           layout["pages"][0]["slots"][1]["markers"][2]["id"])]
+    # only slot 1's TL, TR and BR are visible: still identified (3 ids fix the layout's tag)
+    ids1 = [m["id"] for m in layout["pages"][0]["slots"][1]["markers"]]
+    only = [d for d in _detections(layout, 1) if d.id in (ids1[0], ids1[1], ids1[2])]
     idf = M.identify(only, layout)
-    assert idf.status == "ok" and [(s.slot, s.markers_found) for s in idf.slots] == [(1, 2)]
+    assert idf.status == "ok" and [(s.slot, s.markers_found) for s in idf.slots] == [(1, 3)]
+    assert len(idf.slots[0].points_mm) == 12 and idf.used == list(range(3))
+    # two markers alone are refused: any two markers of any sheet decode to some slot
+    # (the rs241-v1 rule accepted them; markers.py "Identification rule")
+    two = [d for d in only if d.id != ids1[1]]
+    idf = M.identify(two, layout)
+    assert idf.status == "unknown markers" and "has 3 of them" in idf.reason
     # on a page confirmed by another slot, one marker is enough for its slot
     dets = _detections(layout, 1, drop=[(3, "TR"), (3, "BR"), (3, "BL")])
     idf = M.identify(dets, layout)

@@ -15,7 +15,8 @@ from physical.commands import options as o
 @o.image_mm_option()
 @click.option("--variants", default=None, metavar="LIST", type=o.CommaList(),
               help="Comma list of variants to print, e.g. clean,fgsm-eps16 (default: all crafted).")
-@click.option("--force", is_flag=True, help="Overwrite an existing PDF and layout.json.")
+@click.option("--force", is_flag=True,
+              help="Make a new layout in place of the current one (which is kept in printouts/RUN/layouts/).")
 @o.workspace_option
 @click.pass_context
 def layout(ctx, run, paper, dpi, image_mm, variants, force):
@@ -24,6 +25,8 @@ def layout(ctx, run, paper, dpi, image_mm, variants, force):
     Writes printouts/RUN/RUN.pdf and printouts/RUN/layout.json (every image's and marker's
     position in page millimetres, read by `physical ingest`). Print the PDF at 100 % /
     "actual size" (no fit-to-page), in colour, on plain white paper; check the 50 mm bar.
+    Every layout has its own id, printed in its markers: photos of a sheet of an earlier layout
+    of the run are read against that layout, kept in printouts/RUN/layouts/ID/.
     """
     from physical.layout import make_layout
 
