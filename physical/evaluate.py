@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from physical.errors import PhysicalError
-from physical.metrics import Preds, check_threshold, correct, fraction, prefilter, stage_metrics
+from physical.metrics import (TARGETED_KEYS, Preds, check_threshold, correct, fraction, prefilter, stage_metrics,
+                              targeted_metrics)
 from physical.quantize import read_png
 from physical.workspace import (SCHEMA_VERSION, Workspace, atomic_write_json, atomic_write_text,
                                 package_versions, read_json, sha256_file)
@@ -33,10 +34,11 @@ ROW_KEYS = ["model", "crafted_by", "attack", "eps", "variant", "stage", "transfo
             "digital_clean_top1", "digital_clean_top5", "digital_adv_top1", "digital_adv_top5",
             "adv_confidence", "destruction_top1", "destruction_top5", "destruction_n", "destruction_n_top5",
             "threshold", "clean_accept_rate", "clean_accepted_error", "clean_error_reduction",
-            "adv_accept_rate", "adv_accepted_error", "adv_error_reduction"]
+            "adv_accept_rate", "adv_accepted_error", "adv_error_reduction", *TARGETED_KEYS]
 CI_KEYS = ["clean_top1", "clean_top5", "adv_top1", "adv_top5", "digital_clean_top1", "digital_clean_top5",
            "digital_adv_top1", "digital_adv_top5", "destruction_top1", "destruction_top5",
-           "clean_accept_rate", "adv_accept_rate", "clean_accepted_error", "adv_accepted_error"]
+           "clean_accept_rate", "adv_accept_rate", "clean_accepted_error", "adv_accepted_error",
+           "targeted_success_digital", "targeted_success", "targeted_survival"]
 
 
 # ----------------------------------------------------------------------------- the run
@@ -92,7 +94,8 @@ def load_run(ws: Workspace, run: str) -> RunData:
                 complete = False
             if name != "clean" and info is None:
                 info = {"name": name, "attack": rec.get("attack", name.split("-eps")[0]),
-                        "eps": _num(rec.get("eps", name.split("-eps")[-1]))}
+                        "eps": _num(rec.get("eps", name.split("-eps")[-1].split("-to")[0])),
+                        "target": rec.get("target")}
         preds[name], present[name] = Preds(top5, prob5), mask
         if info is not None:
             variants.append(info)
@@ -365,6 +368,8 @@ def stage_rows(em: EvalModel, data: RunData, stage: str, digital: dict[str, Pred
                    "variant": name, "stage": stage, "transform": transform, "transform_value": transform_value,
                    "subset": subset}
             row.update(numbers)
+            if v.get("target") is not None:  # targeted variant: success on the PNGs / at this stage, survival
+                row.update(targeted_metrics(v["target"], digital[name].take(idx), stage_preds[name].take(idx)))
             rows.append(_ordered(row))
     return rows
 

@@ -33,12 +33,20 @@ def _eps_list(ctx, param, value):
 @run_option
 @click.option("--attacks", default="fgsm,bim,ill,noise", show_default=True, callback=_csv_list,
               help="Comma list from fgsm, bim, ill (iterative least-likely), noise (random ±ε), "
-                   "gauss (Gaussian of FGSM's L2).")
+                   "gauss (Gaussian of FGSM's L2), eot (BIM through a simulated print + photo: survives it).")
 @click.option("--eps", default="2,4,8,16", show_default=True, callback=_eps_list,
               help="Comma list of ε in intensity levels of 0..255.")
 @click.option("--alpha", default=1.0, show_default=True, type=float, help="Step size of BIM/ILL, in levels.")
 @click.option("--steps", default=None, type=int,
               help="Iterations of BIM/ILL. Default: the paper's int(min(ε+4, 1.25ε)).")
+@click.option("--eot-samples", default=8, show_default=True, type=int, metavar="K",
+              help="EOT: channel samples averaged per step (one batched forward/backward).")
+@click.option("--eot-steps", default=None, type=int, metavar="N", help="EOT: iterations. Default: 2 × BIM's.")
+@click.option("--channel", default="typical", show_default=True, metavar="PRESET",
+              help="EOT: the print + photo channel, a simulate preset (mild, typical, harsh).")
+@click.option("--target", default=None, metavar="CLASS",
+              help="Make fgsm, bim and eot targeted: class index, wnid or name (e.g. 924, guacamole). "
+                   "Variants are named <attack>-eps<ε>-to<index>.")
 @click.option("--limit", default=None, type=int, help="Use a seeded random subset of N images.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for --limit and the noise baselines.")
 @model_option
@@ -47,7 +55,8 @@ def _eps_list(ctx, param, value):
 @device_option
 @force_option
 @click.pass_context
-def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, model, arch, batch_size, device, force):
+def craft(ctx, images, labels, run, attacks, eps, alpha, steps, eot_samples, eot_steps, channel, target, limit, seed,
+          model, arch, batch_size, device, force):
     """Craft clean + adversarial PNGs into printouts/RUN/.
 
     Every image is resized and centre-cropped to the model's input size; each adversarial
@@ -58,12 +67,14 @@ def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, mod
     Examples:
       physical craft --images demo --run demo
       physical craft --images ~/imagenet/val --labels val.csv --run r1 --limit 100
+      physical craft --images demo --run cat --attacks bim,eot --eps 16 --target guacamole
     """
     from physical.craft import CraftOptions, craft as craft_run, summary_line
 
     ws = ctx.obj["workspace"]
     options = CraftOptions(images=images, labels=labels, attacks=tuple(attacks), eps=tuple(eps), model=model,
                            arch=arch, limit=limit, seed=seed, batch_size=batch_size, device=device, alpha=alpha,
-                           steps=steps, force=force, progress=not ctx.obj.get("quiet"))
+                           steps=steps, force=force, progress=not ctx.obj.get("quiet"), eot_samples=eot_samples,
+                           eot_steps=eot_steps, channel=channel, target=target)
     manifest = craft_run(ws, run, options)
     click.echo(summary_line(manifest, ws.printouts(run)))
