@@ -21,7 +21,8 @@ Stages, in order (each can be switched off; all differentiable in x):
               about the crop centre (kornia `warp_affine`, bilinear, border replicated)
     blur      one point-spread function per sample (kornia `filter2d`): ink spread, the two
               bilinear resamplings (simulate's page → photo remap, ingest's photo → crop warp,
-              variance ~0.29 photo px²), defocus (Gaussian) and motion (a line) in photo pixels,
+              JPEG's loss of fine detail: 1 photo px², measured), defocus (Gaussian) and motion (a
+              line) in photo pixels,
               all mapped through A⁻¹, plus the box of one crop pixel of ingest's final area
               interpolation (variance 1/12)
     light     exposure × white balance × simulate's light gradient and vignetting, evaluated
@@ -29,12 +30,17 @@ Stages, in order (each can be switched off; all differentiable in x):
     noise     shot + read noise per photo pixel (variance shot·v + read²), divided by the photo
               pixels one crop pixel averages (√|det A| when above 1); reparameterised, so the
               gradient flows through its signal dependence
-    jpeg      kornia's differentiable JPEG (`jpeg_codec_differentiable`) at the phone's quality
+    jpeg      differentiable JPEG at the phone's quality: `jpeg` below (the maths of kornia's
+              `jpeg_codec_differentiable` — IJG tables scaled by quality, 8×8 DCT, the cubic
+              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at a fifth of its
+              cost: kornia's took 60 % of the model's forward + backward in benchmarks/eot_speed.py);
+              `Channel(jpeg="kornia")` uses kornia's own (tests hold the two together)
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -45,7 +51,12 @@ from physical.errors import PhysicalError
 from physical.presets import PRESETS
 
 STAGES = ("printer", "geometry", "blur", "light", "noise", "jpeg")
-RESAMPLE_VAR_PHOTO = 1 / 6 + 1 / 8   # ingest's bilinear warp (1/6 px²) + simulate's remap from a finer render
+# Photo-pixel blur besides defocus and motion, px². The two bilinear resamplings (simulate's page → photo
+# remap, ingest's photo → crop warp) give ~1/3; the rest is fine detail lost to the photo's JPEG and to
+# point sampling. Measured (benchmarks/channel_agreement.py, 40 images, 36 typical photos): at 1.0 the
+# channel's samples are as sharp as the crops (Laplacian variance 161 vs 165) and as hard for the model
+# (63.8 vs 63.3 % top-1 kept); 1/3 left them too sharp (222) and too easy (+5 points).
+RESAMPLE_VAR_PHOTO = 1.0
 AREA_VAR_CROP = 1 / 12               # ingest's area interpolation: a box of one crop pixel
 MAX_KERNEL = 25                      # point-spread functions are cut to this many pixels across
 LUMA = (0.299, 0.587, 0.114)         # cv2.COLOR_BGR2GRAY, in RGB order
@@ -102,8 +113,11 @@ class Channel(nn.Module):
     """T(x; θ): see the module docstring. `sample(n, rng)` draws θ; `forward(x, θ)` applies it."""
 
     def __init__(self, table: str | dict = "typical", geometry: Geometry = Geometry(),
-                 stages=STAGES, size: int = 224):
+                 stages=STAGES, size: int = 224, jpeg: str = "fast"):
         super().__init__()
+        if jpeg not in ("fast", "kornia"):
+            raise ValueError(f"jpeg must be 'fast' or 'kornia', got {jpeg!r}")
+        self.jpeg = jpeg
         unknown = set(stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown channel stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
@@ -204,9 +218,13 @@ class Channel(nn.Module):
             std = torch.sqrt(theta.shot.view(-1, 1, 1, 1) * v + theta.read.view(-1, 1, 1, 1) ** 2)
             y = y + std * theta.noise_scale.view(-1, 1, 1, 1) * theta.z[:, :, :y.shape[-2], :y.shape[-1]]
         if "jpeg" in st:
-            from kornia.enhance import jpeg_codec_differentiable
+            y = y.clamp(0.0, 255.0)
+            if self.jpeg == "kornia":
+                from kornia.enhance import jpeg_codec_differentiable
 
-            y = jpeg_codec_differentiable((y / 255.0).clamp(0.0, 1.0), theta.quality) * 255.0
+                y = jpeg_codec_differentiable(y / 255.0, theta.quality) * 255.0
+            else:
+                y = jpeg(y, theta.quality)
         return y.clamp(0.0, 255.0)
 
 
@@ -297,3 +315,66 @@ def cat_theta(thetas: list[Theta]) -> Theta:
         else:
             out[f.name] = torch.cat([getattr(t, f.name) for t in thetas])
     return Theta(**out)
+
+
+# IJG (libjpeg) base quantisation tables, Annex K of the JPEG standard
+_QT_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+            14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+            49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+_QT_CHROMA = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+              47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
+_RGB_TO_YCC = [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+_YCC_TO_RGB = [[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]]
+
+
+def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """libjpeg's tables at `quality` (B): base·s/100 rounded, s = 5000/q below 50 else 200 − 2q, in [1, 255]."""
+    q = quality.detach().clamp(1, 100).view(-1, 1, 1)
+    scale = torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
+    out = []
+    for base in (_QT_LUMA, _QT_CHROMA):
+        t = torch.tensor(base, dtype=quality.dtype, device=quality.device).view(1, 8, 8)
+        out.append(torch.floor((t * scale + 50.0) / 100.0).clamp(1, 255))
+    return out[0], out[1]
+
+
+@lru_cache(maxsize=8)
+def _dct2(dtype, device) -> torch.Tensor:
+    """The 2-D 8×8 DCT as one 64×64 matrix on row-major blocks: kron(D, D), D orthonormal DCT-II
+    (JPEG's 8×8 DCT is D X Dᵀ); one GEMM per image instead of many tiny ones."""
+    k = torch.arange(8, dtype=torch.float64).view(-1, 1)
+    n = torch.arange(8, dtype=torch.float64).view(1, -1)
+    d = torch.cos((2 * n + 1) * k * math.pi / 16) * math.sqrt(2 / 8)
+    d[0] = math.sqrt(1 / 8)
+    return torch.kron(d, d).to(dtype=dtype, device=device)
+
+
+def _blocks_dct(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Quantise x (B×C×H×W, H and W multiples of 8, level-shifted) in 8×8 DCT blocks; back to pixels."""
+    B, C, H, W = x.shape
+    K = _dct2(x.dtype, x.device)
+    blocks = x.reshape(B, C, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(B, -1, 64)
+    t = table.reshape(B, 1, 64)
+    q = (blocks @ K.T) / t
+    r = torch.round(q)
+    q = r + (q - r) ** 3                       # Shin & Song's differentiable rounding, as kornia
+    out = (q * t) @ K
+    return out.reshape(B, C, H // 8, W // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(B, C, H, W)
+
+
+def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Differentiable JPEG encode + decode of RGB x on [0, 255] (B×3×H×W) at per-image `quality` (B):
+    YCbCr (JFIF), 4:2:0 chroma by 2×2 averages, 8×8 DCT quantised with libjpeg's tables, decoded
+    with bilinear ("fancy") chroma upsampling. Sizes are padded (edge replicated) to multiples of 16."""
+    B, _, H, W = x.shape
+    ph, pw = (-H) % 16, (-W) % 16
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    qy, qc = quant_tables(quality.to(x.dtype))
+    ycc = torch.einsum("ij,bjhw->bihw", torch.tensor(_RGB_TO_YCC, dtype=x.dtype, device=x.device), x)
+    y = _blocks_dct(ycc[:, :1] - 128.0, qy)
+    c = _blocks_dct(F.avg_pool2d(ycc[:, 1:], 2), qc)
+    c = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+    rgb = torch.einsum("ij,bjhw->bihw", torch.tensor(_YCC_TO_RGB, dtype=x.dtype, device=x.device),
+                       torch.cat([y + 128.0, c], 1))
+    return rgb[..., :H, :W]
