@@ -255,8 +255,7 @@ def targeted_demo(ws: Workspace, run: str, base: PipelineOptions, quick: bool = 
     ε = 16, printed and photographed like the rest; prints what the model saw at each stage."""
     image, target = DEMO_TARGET
     craft = CraftOptions(**{**base.craft.__dict__, "images": f"demo:{image}", "attacks": ("bim", "eot"),
-                            "eps": (16.0,), "target": target, "eot_samples": 4 if quick else 8,
-                            "eot_steps": 20 if quick else None})
+                            "eps": (16.0,), "target": target, "eot_samples": 8, "eot_steps": None})
     options = PipelineOptions(**{**base.__dict__, "craft": craft, "kinds": (), "photos_per_page": 1})
     echo(f"physical demo, part 1: {image} → {target} (targeted BIM and EOT through the {base.preset} channel, ε = 16)")
     run_pipeline(ws, run, options, echo=echo)

@@ -82,7 +82,7 @@ def settings(base: dict, options, p: Plan) -> dict:
             steps = {f"{e:g}": (options.eot_steps or atk.eot_steps(e)) for e in options.eps}
             entry.update({"alpha": float(options.alpha), "steps": steps, "samples": int(options.eot_samples),
                           "steps_rule": "given by --eot-steps" if options.eot_steps else
-                          "2 * int(min(eps + 4, 1.25 * eps))", "seed": options.seed,
+                          "int(min(eps + 4, 1.25 * eps)), as BIM", "seed": options.seed,
                           "channel": p.channel.describe(),
                           "gradient": "mean cross-entropy over the samples, samples drawn afresh every step"})
         if p.targeted(name):

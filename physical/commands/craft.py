@@ -41,7 +41,7 @@ def _eps_list(ctx, param, value):
               help="Iterations of BIM/ILL. Default: the paper's int(min(ε+4, 1.25ε)).")
 @click.option("--eot-samples", default=8, show_default=True, type=int, metavar="K",
               help="EOT: channel samples averaged per step (one batched forward/backward).")
-@click.option("--eot-steps", default=None, type=int, metavar="N", help="EOT: iterations. Default: 2 × BIM's.")
+@click.option("--eot-steps", default=None, type=int, metavar="N", help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)).")
 @click.option("--channel", default="typical", show_default=True, metavar="PRESET",
               help="EOT: the print + photo channel, a simulate preset (mild, typical, harsh).")
 @click.option("--target", default=None, metavar="CLASS",
