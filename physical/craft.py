@@ -23,7 +23,7 @@ import torch
 
 from physical import accel, attacks as atk
 from physical import craft_rerun as rerun
-from physical import distributed, records
+from physical import distributed, records, robust
 from physical.data import ClassTable, collect, subset
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
@@ -53,6 +53,10 @@ class CraftOptions:
     force: bool = False
     progress: bool = True
     shard: str | None = None      # "K/N": craft only images i % N == K (physical.distributed)
+    eot_samples: int = atk.EOT_SAMPLES   # EOT and targeted attacks: physical/robust.py
+    eot_steps: int | None = None
+    channel: str = "typical"
+    target: str | None = None
 
 
 def attack_settings(options: CraftOptions) -> dict:
@@ -95,6 +99,7 @@ def validate(options: CraftOptions) -> None:
         raise PhysicalError(f"--steps must be at least 1, got {options.steps}")
     if options.batch_size is not None and options.batch_size < 1:
         raise PhysicalError(f"--batch-size must be at least 1, got {options.batch_size}")
+    robust.validate(options)
 
 
 def _check_compatible(old: dict, info: dict, settings: dict, run: str) -> None:
@@ -130,6 +135,8 @@ def _merge_attacks(old: dict, new: dict) -> dict:
 def _image_done(entry: dict, variants: list[str], folder) -> bool:
     for v in variants:
         rec = entry.get("variants", {}).get(v)
+        if rec is None and v in entry.get("skipped_variants", {}):
+            continue
         if rec is None:
             return False
         path = folder / rec["file"]
@@ -166,7 +173,6 @@ def _craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     if options.batch_size is None:
         options = replace(options, batch_size=accel.auto_batch_size(model, device))
     info = model_info(model)
-    settings = attack_settings(options)
     table = ClassTable(model.wnids, model.class_names)
     known = {} if options.force else rerun.known_ids(old, options.images)
     every, skipped = collect(options.images, table, options.labels, None, options.seed, known_ids=known)
@@ -174,6 +180,8 @@ def _craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
     # Scale-out hook: under torchrun or --shard K/N this process crafts images i % N == K only.
     part = distributed.partition(options.shard)
     items = part.select(all_items)
+    plan = robust.plan(options, table)
+    settings = robust.settings(attack_settings(options), options, plan)
 
     staging = None
     if options.force and part.sharded:
@@ -191,7 +199,7 @@ def _craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
         if old.get("seed") != options.seed and seeded & {"noise", "gauss"}:
             raise PhysicalError(f"run {run!r} used --seed {old.get('seed')}; use it again, --force, or another --run")
 
-    variants = ["clean"] + [atk.variant_name(a, e) for a in options.attacks for e in options.eps]
+    variants = ["clean"] + robust.variants(options, plan)
     entries = {e["id"]: e for e in old["images"]} if old else {}
     for record in distributed.leftovers(folder):  # shards not merged yet (e.g. a rank that died)
         _check_compatible(record, info, settings, run)
@@ -209,7 +217,7 @@ def _craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
 
     try:
         return _craft_items(model, device, table, items, entries, manifest, old, variants, options, ws, run,
-                            folder, manifest_path, staging, part, all_items, len(skipped))
+                            folder, manifest_path, staging, part, all_items, len(skipped), plan)
     except BaseException:
         if staging is not None:  # a failed --force: the old run stays as it was
             shutil.rmtree(staging, ignore_errors=True)
@@ -218,7 +226,7 @@ def _craft(ws: Workspace, run: str, options: CraftOptions) -> dict:
 
 def _check_inputs(options: CraftOptions, folder) -> None:
     """What can be checked without the model: the source folder, the labels file, a writable run folder."""
-    if options.images != "demo":
+    if options.images != "demo" and not options.images.startswith("demo:"):
         if not os.path.exists(options.images):
             raise PhysicalError(f"image folder {options.images} does not exist")
         if not os.path.isdir(options.images):
@@ -232,7 +240,7 @@ def _check_inputs(options: CraftOptions, folder) -> None:
 
 
 def _craft_items(model, device, table, items, entries, manifest, old, variants, options, ws, run, folder,
-                 manifest_path, staging, part, all_items, n_skipped) -> dict:
+                 manifest_path, staging, part, all_items, n_skipped, plan) -> dict:
     out_folder = staging if staging is not None else folder  # where the PNGs are written
     todo = [it for it in items if not (it.id in entries and _image_done(entries[it.id], variants, folder))]
     log.info("%d images, %d already done", len(items), len(items) - len(todo))
@@ -252,7 +260,7 @@ def _craft_items(model, device, table, items, entries, manifest, old, variants, 
                 batch.append((item, image))
         if batch:
             for entry in _craft_batch(model, device, batch, options, table, out_folder, entries,
-                                      on_attack=lambda: bar.update(len(batch))):
+                                      on_attack=lambda: bar.update(len(batch)), plan=plan):
                 entries[entry["id"]] = entry
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
         if part.sharded:
@@ -287,7 +295,7 @@ def _save_variant(folder, image_id: str, variant: str, image: np.ndarray) -> tup
 
 
 def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable, folder, entries,
-                 on_attack=lambda: None):
+                 on_attack=lambda: None, plan: robust.Plan | None = None):
     ids = [item.id for item, _ in batch]
     clean_u8 = np.stack([img for _, img in batch])
     x = torch.from_numpy(clean_u8).permute(0, 3, 1, 2).float().to(device).contiguous(memory_format=torch.channels_last)
@@ -310,37 +318,46 @@ def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable,
         out[n]["variants"]["clean"]["pred"] = pred_record(top[n], prob[n])
 
     for name in options.attacks:
-        if name in ("noise", "gauss"):
-            per_eps = [[] for _ in options.eps]
-            for n, image_id in enumerate(ids):
-                for k, e in enumerate(options.eps):
-                    gen = _noise_generator(options.seed, image_id, atk.variant_name(name, e))
-                    per_eps[k].append(atk.run_attack(name, model, x[n:n + 1], y[n:n + 1], [e], generator=gen)[0])
-            advs = [torch.cat(v) for v in per_eps]
-        else:
-            steps = {e: options.steps for e in options.eps} if options.steps else None
-            advs = atk.run_attack(name, model, x, y, options.eps, alpha=options.alpha, steps=steps)
-        for e, x_adv in zip(options.eps, advs):
-            variant = atk.variant_name(name, e)
+        outputs = robust.attack_outputs(name, model, x, y, ids, options, plan, out) if plan else None
+        if outputs is None:
+            outputs = [(e, atk.variant_name(name, e), x_adv, range(len(batch)))
+                       for e, x_adv in zip(options.eps, _plain_attack(name, model, x, y, ids, options))]
+        for e, variant, x_adv, rows in outputs:
+            if not len(rows):
+                continue
             top_f, prob_f = predict(model, x_adv, options.batch_size)
             u8 = to_uint8(x_adv)
             readback = []
-            for n, image_id in enumerate(ids):
-                rec, back = _save_variant(folder, image_id, variant, u8[n])
+            for j, n in enumerate(rows):
+                rec, back = _save_variant(folder, ids[n], variant, u8[j])
                 delta = back.astype(np.int16) - clean_u8[n].astype(np.int16)
                 rec.update({"attack": name, "eps": float(e),
                             "linf": int(np.abs(delta).max()), "mean_abs": round(float(np.abs(delta).mean()), 4),
-                            "quantization": quantization_error(x_adv[n], back)})
+                            "quantization": quantization_error(x_adv[j], back)})
+                if atk.variant_target(variant) is not None:
+                    rec["target"] = atk.variant_target(variant)
                 out[n]["variants"][variant] = rec
                 readback.append(back)
             top, prob = predict(model, np.stack(readback), options.batch_size)
-            for n in range(len(batch)):
+            for j, n in enumerate(rows):
                 rec = out[n]["variants"][variant]
-                rec["pred_float"] = pred_record(top_f[n], prob_f[n])
-                rec["pred"] = pred_record(top[n], prob[n])
-                rec["quantization_flipped"] = int(top_f[n][0]) != int(top[n][0])
+                rec["pred_float"] = pred_record(top_f[j], prob_f[j])
+                rec["pred"] = pred_record(top[j], prob[j])
+                rec["quantization_flipped"] = int(top_f[j][0]) != int(top[j][0])
         on_attack()
     return out
+
+
+def _plain_attack(name: str, model, x, y, ids, options: CraftOptions) -> list:
+    if name in ("noise", "gauss"):
+        per_eps = [[] for _ in options.eps]
+        for n, image_id in enumerate(ids):
+            for k, e in enumerate(options.eps):
+                gen = _noise_generator(options.seed, image_id, atk.variant_name(name, e))
+                per_eps[k].append(atk.run_attack(name, model, x[n:n + 1], y[n:n + 1], [e], generator=gen)[0])
+        return [torch.cat(v) for v in per_eps]
+    steps = {e: options.steps for e in options.eps} if options.steps else None
+    return atk.run_attack(name, model, x, y, options.eps, alpha=options.alpha, steps=steps)
 
 
 def summarize(manifest: dict) -> dict:

@@ -1,6 +1,6 @@
 """Image sources → labelled uint8 images at the model's input size.
 
-A source is a folder of images (or `demo`, the bundled real photos). Labels come from, in order:
+A source is a folder of images (or `demo`, the bundled real photos; `demo:chelsea,coffee` some of them). Labels come from, in order:
   1. `--labels CSV` with rows `file,label` (label = class index, wnid or class name);
   2. the image's sub-folder, ImageNet style (`n01440764/…` or `0/…`);
   3. a wnid prefix in the file name (`n01440764_10026.JPEG`).
@@ -183,6 +183,13 @@ def collect(images: str, table: ClassTable, labels_csv: str | None = None, limit
     a larger --limit keeps every image of a smaller one, so a run can grow."""
     if images == "demo":
         items, skipped = demo_items(), []
+    elif images.startswith("demo:"):  # some demo photos by id, e.g. demo:chelsea,coffee
+        wanted = [w.strip() for w in images[5:].split(",") if w.strip()]
+        known = {it.id: it for it in demo_items()}
+        unknown = [w for w in wanted if w not in known]
+        if unknown or not wanted:
+            raise PhysicalError(f"no demo photo {', '.join(unknown) or '(none given)'}: choose from {', '.join(known)}")
+        items, skipped = [known[w] for w in wanted], []
     else:
         items, skipped = _collect_folder(images, table, labels_csv, known_ids or {})
     return subset(items, limit, seed), skipped

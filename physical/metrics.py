@@ -199,3 +199,34 @@ def stage_metrics(labels, digital_clean: Preds, digital_adv: Preds, stage_adv: P
         row[name] = _r(r.value)
         row[f"{name}_ci"] = _ci(r)
     return row
+
+
+# ----------------------------------------------------------------------------- targeted attacks
+TARGETED_KEYS = ["target", "targeted_success_digital", "targeted_success", "targeted_survival", "targeted_survival_n"]
+
+
+def on_target(preds: Preds, target) -> np.ndarray:
+    """Boolean N-vector: top-1 is the target class (`target`: one class id, or one per image)."""
+    target = np.broadcast_to(np.asarray(target, dtype=np.int64), (len(preds),))
+    return preds.top5[:, 0] == target
+
+
+def survival(digital_on: np.ndarray, stage_on: np.ndarray) -> Rate:
+    """The fraction of digitally successful targeted examples still on target at the stage:
+    Σ on(X_adv)·on(T(X_adv)) / Σ on(X_adv)."""
+    digital_on, stage_on = np.asarray(digital_on, dtype=bool), np.asarray(stage_on, dtype=bool)
+    if digital_on.shape != stage_on.shape:
+        raise ValueError("digital and stage tables must have the same length")
+    return Rate(int((digital_on & stage_on).sum()), int(digital_on.sum()))
+
+
+def targeted_metrics(target: int, digital_adv: Preds, stage_adv: Preds) -> dict:
+    """A targeted variant's row numbers: success (top-1 = target) on the PNGs and at this stage,
+    and survival from the one to the other, each with its 95 % Wilson interval."""
+    d, s = on_target(digital_adv, target), on_target(stage_adv, target)
+    rates = {"targeted_success_digital": fraction(d), "targeted_success": fraction(s),
+             "targeted_survival": survival(d, s)}
+    row: dict = {"target": int(target), "targeted_survival_n": rates["targeted_survival"].n}
+    for name, r in rates.items():
+        row[name], row[f"{name}_ci"] = _r(r.value), _ci(r)
+    return row

@@ -225,16 +225,64 @@ def headline(doc: dict) -> str:
         if not sel:
             continue
         clean = sel[0]["clean_top1"]
-        parts = [f"{r['attack']}-eps{r['eps']:g} {_pct(r['adv_top1'])}" for r in sel]
+        parts = [f"{r['variant']} {_pct(r['adv_top1'])}" for r in sel]
         lines.append(f"{'digital' if stage_name == 'png' else 'photo':<7} top-1: clean {_pct(clean)} | "
                      + " ".join(parts))
         if stage_name == "photo":
-            pre = {(r["attack"], r["eps"]): r for r in rows
-                   if r["subset"] == "prefiltered" and r["stage"] == "photo"}
+            pre = {r["variant"]: r for r in rows if r["subset"] == "prefiltered" and r["stage"] == "photo"}
             parts = []
             for r in sel:
-                p = pre.get((r["attack"], r["eps"]), {})
+                p = pre.get(r["variant"], {})
                 parts.append(f"{r['attack']} {_pct(r['destruction_top1'])} "
                              f"(n={r['destruction_n']}; prefiltered {_pct(p.get('destruction_top1'))}, n={p.get('n', 0)})")
             lines.append("destruction by the photo, top-1: " + "; ".join(parts))
     return "\n".join(lines)
+
+
+DEMO_TARGET = ("chelsea", "guacamole")   # the lecture's tabby cat → guacamole (Athalye et al. 2018)
+
+
+def targeted_demo(ws: Workspace, run: str, base: PipelineOptions, quick: bool = False,
+                  echo: Callable[[str], None] = print) -> None:
+    """`physical demo`'s first part: chelsea (tabby) → guacamole by targeted EOT and targeted BIM at
+    ε = 16, printed and photographed like the rest; prints what the model saw at each stage."""
+    image, target = DEMO_TARGET
+    craft = CraftOptions(**{**base.craft.__dict__, "images": f"demo:{image}", "attacks": ("bim", "eot"),
+                            "eps": (16.0,), "target": target, "eot_samples": 8, "eot_steps": None})
+    options = PipelineOptions(**{**base.__dict__, "craft": craft, "kinds": (), "photos_per_page": 1})
+    echo(f"physical demo, part 1: {image} → {target} (targeted BIM and EOT through the {base.preset} channel, ε = 16)")
+    run_pipeline(ws, run, options, echo=echo)
+    for line in targeted_lines(ws, run):
+        echo(line)
+
+
+def targeted_lines(ws: Workspace, run: str) -> list[str]:
+    """Per targeted variant: its target's confidence on the PNG and in the photo (crafting model)."""
+    from physical.workspace import read_json as _read
+
+    metrics = ws.reports(run) / "metrics.json"
+    if not metrics.exists():
+        return []
+    doc = _read(metrics)
+    manifest = ws.load_manifest(run)
+    spec = manifest.get("model", {}).get("spec")
+    crops = {(c["image_id"], c["variant"]): c for c in doc.get("predictions") or [] if c.get("model") == spec}
+    lines = []
+    for img in manifest["images"]:
+        for name, rec in img["variants"].items():
+            if rec.get("target") is None:
+                continue
+            t = rec["target"]
+            d = rec["pred"]
+            photo = crops.get((img["id"], name))
+
+            def conf(pred):
+                return dict(zip(pred["top5"], pred["prob5"])).get(t, 0.0)
+            seen = "not photographed" if photo is None else (
+                f"photo: {'ON TARGET' if photo['top5'][0] == t else 'lost'} (p = {conf(photo):.2f})")
+            lines.append(f"  {img['id']} {name}: digital {'on target' if d['top5'][0] == t else 'missed'} "
+                         f"(p = {conf(d):.2f}) | {seen}")
+    index = ws.reports(run) / "index.html"
+    if index.exists():
+        lines.append(f"  report: {index}")
+    return lines

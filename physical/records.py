@@ -54,8 +54,8 @@ class Pred(Record):
 
 class Label(Record):
     index: int
-    wnid: str = ""
-    name: str = ""
+    wnid: str | None = ""           # None for a model whose classes have no WordNet ids
+    name: str | None = ""
 
 
 class VariantFile(Record):

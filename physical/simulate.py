@@ -59,6 +59,7 @@ from PIL import Image
 
 from physical import geometry, records
 from physical.errors import PhysicalError
+from physical.presets import PRESETS
 from physical.workspace import (Workspace, atomic_write_bytes, remove_inside, run_locked,
                                 sha256_bytes, sha256_file)
 
@@ -68,39 +69,7 @@ REFERENCE_LONG_SIDE = 4000  # blur lengths in the presets are in pixels of a 400
 DEFAULT_RESOLUTION = (4000, 3000)
 MAX_RENDER_DPI = 1200
 
-# Ranges (lo, hi) drawn uniformly per photo (camera) or per page (printer). Blur in pixels of a
-# 4000 x 3000 photo (scaled with the photo size); fill = how much of the frame the page spans
-# along the tighter axis of its bounding box; position = where that box sits in the free space
-# (0..1 keeps the page inside the frame; harsh allows beyond, so markers can fall off the frame).
-PRESETS: dict[str, dict[str, tuple[float, float]]] = {
-    "mild": {
-        "tilt_deg": (0, 12), "fill": (0.75, 0.9), "position": (0.0, 1.0), "focal": (0.75, 0.85),
-        "k1": (-0.01, 0.01), "defocus_px": (0.0, 0.8), "motion_px": (0.0, 1.5),
-        "exposure": (0.95, 1.05), "gradient": (0.0, 0.08), "vignetting": (0.0, 0.1),
-        "white_balance": (-0.03, 0.03), "shot_noise": (0.05, 0.2), "read_noise": (0.5, 1.5),
-        "jpeg_quality": (90, 95),
-        "gamma": (1.0, 1.1), "paper_white": (0.93, 0.97), "black": (0.03, 0.06),
-        "saturation": (0.9, 0.97), "ink_blur_mm": (0.02, 0.05),
-    },
-    "typical": {
-        "tilt_deg": (0, 30), "fill": (0.5, 0.9), "position": (0.0, 1.0), "focal": (0.75, 0.85),
-        "k1": (-0.03, 0.03), "defocus_px": (0.0, 1.2), "motion_px": (0.0, 2.0),
-        "exposure": (0.85, 1.1), "gradient": (0.0, 0.2), "vignetting": (0.0, 0.2),
-        "white_balance": (-0.05, 0.05), "shot_noise": (0.1, 0.4), "read_noise": (1.0, 2.5),
-        "jpeg_quality": (88, 95),
-        "gamma": (1.0, 1.2), "paper_white": (0.9, 0.97), "black": (0.04, 0.1),
-        "saturation": (0.85, 0.97), "ink_blur_mm": (0.02, 0.06),
-    },
-    "harsh": {
-        "tilt_deg": (10, 45), "fill": (0.55, 1.05), "position": (-0.3, 1.3), "focal": (0.7, 0.85),
-        "k1": (-0.06, 0.06), "defocus_px": (0.5, 7.0), "motion_px": (0.0, 14.0),
-        "exposure": (0.5, 1.15), "gradient": (0.1, 0.5), "vignetting": (0.2, 0.45),
-        "white_balance": (-0.15, 0.15), "shot_noise": (0.5, 1.5), "read_noise": (2.0, 5.0),
-        "jpeg_quality": (60, 85),
-        "gamma": (1.2, 1.5), "paper_white": (0.82, 0.92), "black": (0.08, 0.18),
-        "saturation": (0.65, 0.85), "ink_blur_mm": (0.05, 0.12),
-    },
-}
+# The preset table (ranges drawn per photo / per page) is shared with the EOT channel.
 PORTRAIT_PROBABILITY = 0.6   # how often the phone is held upright
 EXIF_PROBABILITY = 0.3       # how often the camera stores sensor pixels plus an orientation tag
 ALIGNED_PROBABILITY = 0.7    # how often the sheet is roughly squared up with the frame ...
@@ -161,7 +130,9 @@ def draw_camera(rng: np.random.Generator, preset: str) -> dict:
     }
 
 
-def _preset(name: str) -> dict:
+def _preset(name: str | dict) -> dict:
+    if isinstance(name, dict):  # a ranges table of its own (e.g. a calibration profile's)
+        return name
     if name not in PRESETS:
         raise PhysicalError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -18,6 +18,15 @@ from physical.commands.scale import procs_option, relaunched, shard_option
 @o.limit_option()
 @o.seed_option("Seed for --limit and the noise baselines.")
 @o.model_option
+@click.option("--eot-samples", default=8, show_default=True, type=click.IntRange(1, 1024), metavar="K",
+              help="EOT: channel samples averaged per step (one batched forward/backward).")
+@click.option("--eot-steps", default=None, type=click.IntRange(1, 10000), metavar="N",
+              help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)).")
+@click.option("--channel", default="typical", show_default=True, metavar="PRESET",
+              help="EOT: the print + photo channel, a simulate preset (mild, typical, harsh).")
+@click.option("--target", default=None, metavar="CLASS",
+              help="Make fgsm, bim and eot targeted: class index, wnid or name (e.g. 924, guacamole). "
+                   "Variants are named <attack>-eps<ε>-to<index>.")
 @click.option("--arch", default=None, help="timm architecture of a checkpoint file given as --model.")
 @o.batch_size_option
 @o.device_option
@@ -27,7 +36,7 @@ from physical.commands.scale import procs_option, relaunched, shard_option
 @shard_option
 @click.pass_context
 def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, model, arch, batch_size, device, force,
-          procs, shard):
+          procs, shard, eot_samples, eot_steps, channel, target):
     """Craft clean + adversarial PNGs into printouts/RUN/.
 
     Every image is resized and centre-cropped to the model's input size; each adversarial
@@ -39,6 +48,7 @@ def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, mod
       physical craft --images demo --run demo
       physical craft --images ~/imagenet/val --labels val.csv --run r1 --limit 100
       physical craft --images ~/imagenet/val --run r1 --procs 2       # two ranks on this machine
+      physical craft --images demo --run cat --attacks bim,eot --eps 16 --target guacamole
     """
     if relaunched(ctx, procs):
         return
@@ -49,7 +59,8 @@ def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, mod
         batch_size = None  # fit the device: a memory probe on CUDA, 16 on CPU (physical.accel)
     options = CraftOptions(images=images, labels=labels, attacks=tuple(attacks), eps=tuple(eps), model=model,
                            arch=arch, limit=limit, seed=seed, batch_size=batch_size, device=device, alpha=alpha,
-                           steps=steps, force=force, progress=not ctx.obj.get("quiet"), shard=shard)
+                           steps=steps, force=force, progress=not ctx.obj.get("quiet"), shard=shard,
+                           eot_samples=eot_samples, eot_steps=eot_steps, channel=channel, target=target)
     manifest = craft_run(ws, run, options)
     if "shard" in manifest:  # a --shard job: its record, not the run's manifest
         info = manifest["shard"]

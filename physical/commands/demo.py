@@ -37,6 +37,10 @@ def demo(ctx, run, preset, quick, device, force):
     click.echo(f"physical demo: {len(DEMO_IMAGES)} bundled photos, "
                f"attacks fgsm/bim/ill/noise at ε = {', '.join(f'{e:g}' for e in eps)}, simulated print + phone "
                f"({preset}); workspace {ws.root}")
+    # First the robust, targeted example: the tabby cat made guacamole by EOT, beside targeted BIM.
+    from physical.pipeline import targeted_demo
+
+    targeted_demo(ws, f"{run}-target", options, quick=quick, echo=click.echo)
     run_pipeline(ws, run, options, echo=click.echo)
     for line in closing_lines(ws, run):
         click.echo(line)

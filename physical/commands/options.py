@@ -232,7 +232,8 @@ def preset_option(help: str = "How hard the simulated print and photo are."):
 
 
 def attacks_option(help: str = "Comma list from fgsm, bim, ill (iterative least-likely), noise (random ±ε), "
-                               "gauss (Gaussian of FGSM's L2)."):
+                               "gauss (Gaussian of FGSM's L2), eot (BIM through a simulated print + photo: "
+                               "survives it)."):
     return click.option("--attacks", default="fgsm,bim,ill,noise", show_default=True,
                         type=CommaList(choices="physical.attacks:ATTACKS", lower=True), help=help)
 

@@ -92,7 +92,7 @@ def load_run(ws: Workspace, run: str) -> RunData:
 
                 attack, eps = parse_variant(name)
                 info = {"name": name, "attack": rec.attack or attack,
-                        "eps": _num(rec.eps if rec.eps is not None else eps)}
+                        "eps": _num(rec.eps if rec.eps is not None else eps), "target": rec.target}
         preds[name], present[name] = Preds(top5, prob5), mask
         if info is not None:
             variants.append(info)

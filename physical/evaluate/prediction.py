@@ -107,7 +107,7 @@ def _map_labels(em: EvalModel, data: RunData, labels_file: str | None) -> None:
         by_key.setdefault(ln.lower(), i)
     mapped = []
     for lab in data.labels:
-        idx = by_key.get(lab.wnid.lower(), by_key.get(lab.name.lower(), -1))
+        idx = by_key.get((lab.wnid or "").lower(), by_key.get((lab.name or "").lower(), -1))
         mapped.append(idx)
     em.labels = np.array(mapped, dtype=np.int64)
     em.valid = em.labels >= 0

@@ -10,7 +10,7 @@ import numpy as np
 
 from physical.evaluate.inputs import RunData
 from physical.evaluate.prediction import EvalModel
-from physical.metrics import Preds, prefilter, stage_metrics
+from physical.metrics import TARGETED_KEYS, Preds, prefilter, stage_metrics, targeted_metrics
 
 PREFILTER_CONFIDENCE = 0.8
 ROW_KEYS = ["model", "crafted_by", "attack", "eps", "variant", "stage", "transform", "transform_value",
@@ -18,10 +18,11 @@ ROW_KEYS = ["model", "crafted_by", "attack", "eps", "variant", "stage", "transfo
             "digital_clean_top1", "digital_clean_top5", "digital_adv_top1", "digital_adv_top5",
             "adv_confidence", "destruction_top1", "destruction_top5", "destruction_n", "destruction_n_top5",
             "threshold", "clean_accept_rate", "clean_accepted_error", "clean_error_reduction",
-            "adv_accept_rate", "adv_accepted_error", "adv_error_reduction"]
+            "adv_accept_rate", "adv_accepted_error", "adv_error_reduction", *TARGETED_KEYS]
 CI_KEYS = ["clean_top1", "clean_top5", "adv_top1", "adv_top5", "digital_clean_top1", "digital_clean_top5",
            "digital_adv_top1", "digital_adv_top5", "destruction_top1", "destruction_top5",
-           "clean_accept_rate", "adv_accept_rate", "clean_accepted_error", "adv_accepted_error"]
+           "clean_accept_rate", "adv_accept_rate", "clean_accepted_error", "adv_accepted_error",
+           "targeted_success_digital", "targeted_success", "targeted_survival"]
 
 
 
@@ -48,6 +49,8 @@ def stage_rows(em: EvalModel, data: RunData, stage: str, digital: dict[str, Pred
                    "variant": name, "stage": stage, "transform": transform, "transform_value": transform_value,
                    "subset": subset}
             row.update(numbers)
+            if v.get("target") is not None:  # targeted variant: success on the PNGs / at this stage, survival
+                row.update(targeted_metrics(v["target"], digital[name].take(idx), stage_preds[name].take(idx)))
             rows.append(_ordered(row))
     return rows
 

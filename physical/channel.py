@@ -1,0 +1,381 @@
+"""A differentiable print → photo → ingest channel T(x; θ) at model size, for EOT.
+
+Convention: x is float N×3×H×W, RGB, on the [0, 255] scale: a PNG as `physical craft` saves it,
+at the model's input size. T(x; θ) is what ingest's crop of a phone photo of its print would be:
+the same shape and scale. Crop pixel (i, j) has its centre at (i + 0.5, j + 0.5), x right, y
+down; photo pixels as in simulate (displayed photo, pixel corners at integers).
+
+θ is drawn per sample by simulate's own `draw_printer` / `draw_camera` from ONE ranges table
+(`physical.presets.PRESETS`, or a table of the same keys a calibration profile supplies), and
+mapped to the crop's scale through the camera simulate would have used: the page (A4 by
+default) is placed with `simulate.camera_homography`, an image of `image_mm` sits somewhere on
+it, and the local affine map A (crop px → photo px) of that homography at the image turns every
+length drawn in photo pixels (blur, motion) into crop pixels. So "defocus 1.2 px of a 4000-px
+photo" becomes ~0.8 crop px when the photo sees the 38 mm print at 1.5 photo px per crop pixel.
+
+Stages, in order (each can be switched off; all differentiable in x):
+
+    printer   saturation towards grey (BT.601 luma, as cv2), then per channel the tone curve
+              black + (white_c − black)·v^γ: paper white with its tint, ink black, dot gain γ
+    geometry  what ingest's marker homography leaves: sub-pixel shift, small rotation and scale
+              about the crop centre (kornia `warp_affine`, bilinear, border replicated)
+    blur      one point-spread function per sample (kornia `filter2d`): ink spread, the two
+              bilinear resamplings (simulate's page → photo remap, ingest's photo → crop warp,
+              JPEG's loss of fine detail: 1 photo px², measured), defocus (Gaussian) and motion (a
+              line) in photo pixels,
+              all mapped through A⁻¹, plus the box of one crop pixel of ingest's final area
+              interpolation (variance 1/12)
+    light     exposure × white balance × simulate's light gradient and vignetting, evaluated
+              where the image sits in the photo (its four corners, bilinear in between)
+    noise     shot + read noise per photo pixel (variance shot·v + read²), divided by the photo
+              pixels one crop pixel averages (√|det A| when above 1); reparameterised, so the
+              gradient flows through its signal dependence
+    jpeg      differentiable JPEG at the phone's quality: `jpeg` below (the maths of kornia's
+              `jpeg_codec_differentiable` — IJG tables scaled by quality, 8×8 DCT, the cubic
+              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at a fifth of its
+              cost: kornia's took 60 % of the model's forward + backward in benchmarks/eot_speed.py);
+              `Channel(jpeg="kornia")` uses kornia's own (tests hold the two together)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from physical import geometry
+from physical.errors import PhysicalError
+from physical.presets import PRESETS
+
+STAGES = ("printer", "geometry", "blur", "light", "noise", "jpeg")
+# Photo-pixel blur besides defocus and motion, px². The two bilinear resamplings (simulate's page → photo
+# remap, ingest's photo → crop warp) give ~1/3; the rest is fine detail lost to the photo's JPEG and to
+# point sampling. Measured (benchmarks/channel_agreement.py, 40 images, 36 typical photos): at 1.0 the
+# channel's samples are as sharp as the crops (Laplacian variance 161 vs 165) and as hard for the model
+# (63.8 vs 63.3 % top-1 kept); 1/3 left them too sharp (222) and too easy (+5 points).
+RESAMPLE_VAR_PHOTO = 1.0
+AREA_VAR_CROP = 1 / 12               # ingest's area interpolation: a box of one crop pixel
+MAX_KERNEL = 25                      # point-spread functions are cut to this many pixels across
+LUMA = (0.299, 0.587, 0.114)         # cv2.COLOR_BGR2GRAY, in RGB order
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the printed image sits: paper, printed image side, page margin, photo resolution.
+    Defaults: `physical layout`'s (A4, 40 mm asked → 37.93 mm = 224 px × 4 dots at 600 dpi) and
+    simulate's 12 MP photos."""
+
+    paper_mm: tuple[float, float] = (210.0, 297.0)
+    image_mm: float = 224 * 4 * 25.4 / 600
+    margin_mm: float = 12.0
+    resolution: tuple[int, int] = (4000, 3000)
+
+
+@dataclass
+class Theta:
+    """Per-sample channel parameters for B samples (tensors with B first), at the crop's scale."""
+
+    saturation: torch.Tensor      # B
+    gamma: torch.Tensor           # B
+    black: torch.Tensor           # B
+    white: torch.Tensor           # B×3 (RGB)
+    affine: torch.Tensor          # B×2×3, crop px → crop px (kornia warp_affine's M)
+    kernel: torch.Tensor          # B×k×k point-spread function, sums to 1
+    gain: torch.Tensor            # B×3×2×2 light gain at the crop's corners (RGB)
+    shot: torch.Tensor            # B
+    read: torch.Tensor            # B
+    noise_scale: torch.Tensor     # B: 1 / photo pixels averaged per crop pixel (per axis)
+    z: torch.Tensor               # B×3×H×W standard normal
+    quality: torch.Tensor         # B
+    info: dict = field(default_factory=dict)   # drawn values in physical units (numpy), for checks
+
+    def to(self, device) -> "Theta":
+        return Theta(**{f.name: (getattr(self, f.name).to(device) if torch.is_tensor(getattr(self, f.name))
+                                 else getattr(self, f.name)) for f in fields(self)})
+
+
+def resolve_table(spec: str | dict) -> dict:
+    """A ranges table: a preset name of `physical.presets.PRESETS`, or a dict of the same keys."""
+    if isinstance(spec, dict):
+        missing = sorted(set(PRESETS["typical"]) - set(spec))
+        if missing:
+            raise PhysicalError(f"channel table lacks {', '.join(missing)}")
+        return spec
+    if spec not in PRESETS:
+        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join(PRESETS)})")
+    return PRESETS[spec]
+
+
+class Channel(nn.Module):
+    """T(x; θ): see the module docstring. `sample(n, rng)` draws θ; `forward(x, θ)` applies it."""
+
+    def __init__(self, table: str | dict = "typical", geometry: Geometry = Geometry(),
+                 stages=STAGES, size: int = 224, jpeg: str = "fast"):
+        super().__init__()
+        if jpeg not in ("fast", "kornia"):
+            raise ValueError(f"jpeg must be 'fast' or 'kornia', got {jpeg!r}")
+        self.jpeg = jpeg
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown channel stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
+        self.name = table if isinstance(table, str) else "table"
+        self.table = resolve_table(table)
+        self.geometry, self.stages, self.size = geometry, tuple(s for s in STAGES if s in stages), int(size)
+
+    def describe(self) -> dict:
+        """What the manifest records about the channel."""
+        g = self.geometry
+        return {"table": self.name, "stages": list(self.stages), "paper_mm": list(g.paper_mm),
+                "image_mm": round(g.image_mm, 4), "resolution": list(g.resolution),
+                "ranges": {k: list(v) for k, v in self.table.items()}}
+
+    # ------------------------------------------------------------------ θ
+    def sample(self, n: int, rng: np.random.Generator, device="cpu") -> Theta:
+        """θ for n samples, drawn with `rng` (numpy) — the same draws simulate makes per photo."""
+        from physical import simulate
+
+        g, p, S = self.geometry, self.table, self.size
+        long_side, short_side = g.resolution
+        unit = long_side / simulate.REFERENCE_LONG_SIDE
+        pw, ph = g.paper_mm
+        half = g.image_mm / 2
+        rows = {k: [] for k in ("sat", "gamma", "black", "white", "A", "Ainv", "corners", "defocus", "motion",
+                                "gain", "shot", "read", "quality", "reg")}
+        for _ in range(n):
+            pr = simulate.draw_printer(rng, p)
+            cam = simulate.draw_camera(rng, p)
+            frame = (short_side, long_side) if cam["portrait"] else (long_side, short_side)
+            H = simulate.camera_homography(g.paper_mm, frame, cam)
+            c = np.array([rng.uniform(g.margin_mm + half, pw - g.margin_mm - half),
+                          rng.uniform(g.margin_mm + half, ph - g.margin_mm - half)])
+            # local affine map crop px → photo px at the image centre (numerical Jacobian of H)
+            d = 0.5
+            p0, px, py = (geometry.map_points(H, np.reshape(q, (1, 2)))[0] for q in (c, c + [d, 0], c + [0, d]))
+            A = np.column_stack([(px - p0) / d, (py - p0) / d]) * (g.image_mm / S)
+            corners = geometry.map_points(H, c + np.array([[-half, -half], [half, -half], [half, half], [-half, half]]))
+            rows["sat"].append(pr["saturation"])
+            rows["gamma"].append(pr["gamma"])
+            rows["black"].append(pr["black"])
+            rows["white"].append(pr["paper_white_bgr"][::-1])
+            rows["A"].append(A)
+            rows["corners"].append(corners)
+            rows["defocus"].append((cam["defocus_px"] * unit, pr["ink_blur_mm"] * S / g.image_mm))
+            a = math.radians(cam["motion_angle_deg"])
+            rows["motion"].append(cam["motion_px"] * unit * np.array([math.cos(a), math.sin(a)]))
+            rows["gain"].append(_light_gain(corners, frame, cam))
+            rows["shot"].append(cam["shot_noise"])
+            rows["read"].append(cam["read_noise"])
+            rows["quality"].append(cam["jpeg_quality"])
+            # misregistration: magnitudes from the table, random signs and direction
+            shift = _uniform(rng, p["register_px"])
+            ang = rng.uniform(0, 2 * math.pi)
+            rows["reg"].append((shift * math.cos(ang), shift * math.sin(ang),
+                                _uniform(rng, p["register_deg"]) * rng.choice([-1, 1]),
+                                _uniform(rng, p["register_scale"]) * rng.choice([-1, 1])))
+        A = np.stack(rows["A"])
+        r = np.sqrt(np.abs(np.linalg.det(A)))
+        kernel = _psf(A, np.array([d for d, _ in rows["defocus"]]), np.array([i for _, i in rows["defocus"]]),
+                      np.stack(rows["motion"]))
+        z = torch.randn((n, 3, S, S), generator=torch.Generator().manual_seed(int(rng.integers(2 ** 63))))
+        f32 = dict(dtype=torch.float32, device=device)
+        theta = Theta(
+            saturation=torch.tensor(rows["sat"], **f32), gamma=torch.tensor(rows["gamma"], **f32),
+            black=torch.tensor(rows["black"], **f32), white=torch.tensor(np.array(rows["white"]), **f32),
+            affine=torch.tensor(_affine(np.array(rows["reg"]), S), **f32),
+            kernel=torch.tensor(kernel, **f32), gain=torch.tensor(np.stack(rows["gain"]), **f32),
+            shot=torch.tensor(rows["shot"], **f32), read=torch.tensor(rows["read"], **f32),
+            noise_scale=torch.tensor(1 / np.maximum(r, 1.0), **f32), z=z.to(device),
+            quality=torch.tensor(rows["quality"], **f32),
+            info={"photo_px_per_crop_px": r, "A": A, "registration": np.array(rows["reg"])})
+        return theta
+
+    # ------------------------------------------------------------------ T(x; θ)
+    def forward(self, x: torch.Tensor, theta: Theta) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected B×3×H×W images, got shape {tuple(x.shape)}")
+        if x.shape[0] != theta.saturation.shape[0]:
+            raise ValueError(f"{x.shape[0]} images for {theta.saturation.shape[0]} channel samples")
+        st = self.stages
+        y = x
+        if "printer" in st:
+            y = _printer(y, theta)
+        if "geometry" in st:
+            from kornia.geometry.transform import warp_affine
+
+            y = warp_affine(y, theta.affine, tuple(y.shape[-2:]), mode="bilinear", padding_mode="border",
+                            align_corners=True)
+        if "blur" in st:
+            from kornia.filters import filter2d
+
+            y = filter2d(y, theta.kernel, border_type="replicate")
+        if "light" in st:
+            y = y * F.interpolate(theta.gain, size=y.shape[-2:], mode="bilinear", align_corners=True)
+        if "noise" in st:
+            v = y.clamp(0.0, 255.0)
+            std = torch.sqrt(theta.shot.view(-1, 1, 1, 1) * v + theta.read.view(-1, 1, 1, 1) ** 2)
+            y = y + std * theta.noise_scale.view(-1, 1, 1, 1) * theta.z[:, :, :y.shape[-2], :y.shape[-1]]
+        if "jpeg" in st:
+            y = y.clamp(0.0, 255.0)
+            if self.jpeg == "kornia":
+                from kornia.enhance import jpeg_codec_differentiable
+
+                y = jpeg_codec_differentiable(y / 255.0, theta.quality) * 255.0
+            else:
+                y = jpeg(y, theta.quality)
+        return y.clamp(0.0, 255.0)
+
+
+def _uniform(rng: np.random.Generator, lohi) -> float:
+    lo, hi = lohi
+    return float(lo + (hi - lo) * rng.random())
+
+
+def _printer(x: torch.Tensor, t: Theta) -> torch.Tensor:
+    luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    grey = (x * luma).sum(1, keepdim=True)
+    s = t.saturation.view(-1, 1, 1, 1)
+    v = ((s * x + (1 - s) * grey) / 255.0).clamp(1e-4, 1.0)
+    black = t.black.view(-1, 1, 1, 1)
+    return (black + (t.white.view(-1, 3, 1, 1) - black) * v ** t.gamma.view(-1, 1, 1, 1)) * 255.0
+
+
+def _light_gain(corners: np.ndarray, frame, cam: dict) -> np.ndarray:
+    """simulate's light (exposure × white balance × gradient × vignetting) at the image's four
+    photo corners → 3×2×2 (RGB; [[TL, TR], [BL, BR]])."""
+    w, h = frame
+    cx, cy, R = w / 2, h / 2, math.hypot(w, h) / 2
+    ga = math.radians(cam["gradient_angle_deg"])
+    gx, gy = math.cos(ga) * cam["gradient"] / R, math.sin(ga) * cam["gradient"] / R
+    xs, ys = corners[:, 0] - cx, corners[:, 1] - cy
+    gain = np.maximum((1 + gx * xs + gy * ys) * (1 - cam["vignetting"] / R ** 2 * (xs ** 2 + ys ** 2)), 0.05)
+    wb = np.asarray(cam["white_balance_bgr"][::-1]) * cam["exposure"]
+    tl, tr, br, bl = gain
+    return wb[:, None, None] * np.array([[tl, tr], [bl, br]])[None]
+
+
+def _affine(reg: np.ndarray, size: int) -> np.ndarray:
+    """B×2×3 maps (kornia: source → destination pixel coordinates, pixel centres at integers):
+    rotate and scale about the crop centre, then shift."""
+    dx, dy, deg, scale = reg.T
+    a = np.radians(deg)
+    s = 1 + scale
+    c = (size - 1) / 2
+    cos, sin = s * np.cos(a), s * np.sin(a)
+    M = np.zeros((len(reg), 2, 3))
+    M[:, 0, 0], M[:, 0, 1], M[:, 1, 0], M[:, 1, 1] = cos, -sin, sin, cos
+    M[:, 0, 2] = c - cos * c + sin * c + dx
+    M[:, 1, 2] = c - sin * c - cos * c + dy
+    return M
+
+
+def _psf(A: np.ndarray, defocus_px: np.ndarray, ink_px: np.ndarray, motion_px: np.ndarray) -> np.ndarray:
+    """Point-spread functions in crop pixels, B×k×k (odd k, one size for the batch), each summing to 1.
+
+    Photo-pixel covariance (defocus² + resampling)·I and the motion line m (photo px) are mapped
+    with A⁻¹ (photo px → crop px); the ink spread and the area box are added in crop pixels; the
+    Gaussian is smeared along the line (4 points per pixel of its length)."""
+    Ainv = np.linalg.inv(A)
+    var_p = defocus_px ** 2 + RESAMPLE_VAR_PHOTO
+    cov = var_p[:, None, None] * Ainv @ np.swapaxes(Ainv, 1, 2)
+    cov = cov + (ink_px ** 2 + AREA_VAR_CROP)[:, None, None] * np.eye(2)
+    m = np.einsum("bij,bj->bi", Ainv, motion_px)
+    sig = np.sqrt(np.linalg.eigvalsh(cov).max(axis=1))
+    reach = 3 * sig + np.linalg.norm(m, axis=1) / 2
+    half = int(min(MAX_KERNEL // 2, max(1, math.ceil(reach.max()))))
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    grid = np.stack(np.meshgrid(u, u, indexing="xy"), -1)            # k×k×2, (x, y)
+    steps = max(3, int(math.ceil(4 * np.linalg.norm(m, axis=1).max())))
+    t = (np.arange(steps) + 0.5) / steps - 0.5   # midpoints: the line's variance |m|²/12 (1 − 1/steps²)
+    prec = np.linalg.inv(cov)                                          # B×2×2
+    d = grid[None, None] - t[None, :, None, None, None] * m[:, None, None, None, :]   # B×T×k×k×2
+    q = np.einsum("btyxi,bij,btyxj->btyx", d, prec, d)
+    k = np.exp(-0.5 * q).sum(axis=1)
+    return k / k.sum(axis=(1, 2), keepdims=True)
+
+
+def repeat(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Each image k times in a row (image 0's samples first): the layout θ of n·k samples has."""
+    return x.repeat_interleave(k, dim=0)
+
+
+def cat_theta(thetas: list[Theta]) -> Theta:
+    """θ of several draws as one batch (point-spread functions zero-padded to one size)."""
+    if len(thetas) == 1:
+        return thetas[0]
+    k = max(t.kernel.shape[-1] for t in thetas)
+    out = {}
+    for f in fields(Theta):
+        if f.name == "info":
+            out["info"] = {key: np.concatenate([t.info[key] for t in thetas]) for key in thetas[0].info}
+        elif f.name == "kernel":
+            out["kernel"] = torch.cat([F.pad(t.kernel, [(k - t.kernel.shape[-1]) // 2] * 4) for t in thetas])
+        else:
+            out[f.name] = torch.cat([getattr(t, f.name) for t in thetas])
+    return Theta(**out)
+
+
+# IJG (libjpeg) base quantisation tables, Annex K of the JPEG standard
+_QT_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+            14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+            49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+_QT_CHROMA = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+              47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
+_RGB_TO_YCC = [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+_YCC_TO_RGB = [[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]]
+
+
+def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """libjpeg's tables at `quality` (B): base·s/100 rounded, s = 5000/q below 50 else 200 − 2q, in [1, 255]."""
+    q = quality.detach().clamp(1, 100).view(-1, 1, 1)
+    scale = torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
+    out = []
+    for base in (_QT_LUMA, _QT_CHROMA):
+        t = torch.tensor(base, dtype=quality.dtype, device=quality.device).view(1, 8, 8)
+        out.append(torch.floor((t * scale + 50.0) / 100.0).clamp(1, 255))
+    return out[0], out[1]
+
+
+@lru_cache(maxsize=8)
+def _dct2(dtype, device) -> torch.Tensor:
+    """The 2-D 8×8 DCT as one 64×64 matrix on row-major blocks: kron(D, D), D orthonormal DCT-II
+    (JPEG's 8×8 DCT is D X Dᵀ); one GEMM per image instead of many tiny ones."""
+    k = torch.arange(8, dtype=torch.float64).view(-1, 1)
+    n = torch.arange(8, dtype=torch.float64).view(1, -1)
+    d = torch.cos((2 * n + 1) * k * math.pi / 16) * math.sqrt(2 / 8)
+    d[0] = math.sqrt(1 / 8)
+    return torch.kron(d, d).to(dtype=dtype, device=device)
+
+
+def _blocks_dct(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Quantise x (B×C×H×W, H and W multiples of 8, level-shifted) in 8×8 DCT blocks; back to pixels."""
+    B, C, H, W = x.shape
+    K = _dct2(x.dtype, x.device)
+    blocks = x.reshape(B, C, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(B, -1, 64)
+    t = table.reshape(B, 1, 64)
+    q = (blocks @ K.T) / t
+    r = torch.round(q)
+    q = r + (q - r) ** 3                       # Shin & Song's differentiable rounding, as kornia
+    out = (q * t) @ K
+    return out.reshape(B, C, H // 8, W // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(B, C, H, W)
+
+
+def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Differentiable JPEG encode + decode of RGB x on [0, 255] (B×3×H×W) at per-image `quality` (B):
+    YCbCr (JFIF), 4:2:0 chroma by 2×2 averages, 8×8 DCT quantised with libjpeg's tables, decoded
+    with bilinear ("fancy") chroma upsampling. Sizes are padded (edge replicated) to multiples of 16."""
+    B, _, H, W = x.shape
+    ph, pw = (-H) % 16, (-W) % 16
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    qy, qc = quant_tables(quality.to(x.dtype))
+    ycc = torch.einsum("ij,bjhw->bihw", torch.tensor(_RGB_TO_YCC, dtype=x.dtype, device=x.device), x)
+    y = _blocks_dct(ycc[:, :1] - 128.0, qy)
+    c = _blocks_dct(F.avg_pool2d(ycc[:, 1:], 2), qc)
+    c = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+    rgb = torch.einsum("ij,bjhw->bihw", torch.tensor(_YCC_TO_RGB, dtype=x.dtype, device=x.device),
+                       torch.cat([y + 128.0, c], 1))
+    return rgb[..., :H, :W]

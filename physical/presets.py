@@ -1,0 +1,52 @@
+"""The one table of physical parameters: what printers, lights and phones do, as ranges.
+
+`physical simulate` renders whole photos from it (`simulate.draw_printer` / `draw_camera` draw a
+page's printer and a photo's camera); `physical.channel` samples the same draws for EOT and maps
+them to the crop's scale. A calibration profile replaces the printer and camera part.
+
+Camera keys that only the channel reads: `register_px` / `register_deg` / `register_scale`, the
+misregistration ingest's marker homography leaves in a crop (sub-pixel shift in crop pixels,
+rotation, relative scale; magnitudes, signs drawn at random). simulate makes no such error on
+purpose: it arises from fitting markers in its photos, and these ranges were measured that way
+(benchmarks/channel_agreement.py prints the corner error of ingest against simulate's truth:
+mean 0.08, 90th percentile 0.13 crop px for typical; the ranges allow more, for sheets that are
+not flat and lenses simulate does not model).
+"""
+from __future__ import annotations
+
+# Ranges (lo, hi) drawn uniformly per photo (camera) or per page (printer). Blur in pixels of a
+# 4000 x 3000 photo (scaled with the photo size); fill = how much of the frame the page spans
+# along the tighter axis of its bounding box; position = where that box sits in the free space
+# (0..1 keeps the page inside the frame; harsh allows beyond, so markers can fall off the frame).
+PRESETS: dict[str, dict[str, tuple[float, float]]] = {
+    "mild": {
+        "register_px": (0.0, 0.15), "register_deg": (0.0, 0.03), "register_scale": (0.0, 0.001),
+        "tilt_deg": (0, 12), "fill": (0.75, 0.9), "position": (0.0, 1.0), "focal": (0.75, 0.85),
+        "k1": (-0.01, 0.01), "defocus_px": (0.0, 0.8), "motion_px": (0.0, 1.5),
+        "exposure": (0.95, 1.05), "gradient": (0.0, 0.08), "vignetting": (0.0, 0.1),
+        "white_balance": (-0.03, 0.03), "shot_noise": (0.05, 0.2), "read_noise": (0.5, 1.5),
+        "jpeg_quality": (90, 95),
+        "gamma": (1.0, 1.1), "paper_white": (0.93, 0.97), "black": (0.03, 0.06),
+        "saturation": (0.9, 0.97), "ink_blur_mm": (0.02, 0.05),
+    },
+    "typical": {
+        "register_px": (0.0, 0.25), "register_deg": (0.0, 0.05), "register_scale": (0.0, 0.002),
+        "tilt_deg": (0, 30), "fill": (0.5, 0.9), "position": (0.0, 1.0), "focal": (0.75, 0.85),
+        "k1": (-0.03, 0.03), "defocus_px": (0.0, 1.2), "motion_px": (0.0, 2.0),
+        "exposure": (0.85, 1.1), "gradient": (0.0, 0.2), "vignetting": (0.0, 0.2),
+        "white_balance": (-0.05, 0.05), "shot_noise": (0.1, 0.4), "read_noise": (1.0, 2.5),
+        "jpeg_quality": (88, 95),
+        "gamma": (1.0, 1.2), "paper_white": (0.9, 0.97), "black": (0.04, 0.1),
+        "saturation": (0.85, 0.97), "ink_blur_mm": (0.02, 0.06),
+    },
+    "harsh": {
+        "register_px": (0.0, 0.6), "register_deg": (0.0, 0.2), "register_scale": (0.0, 0.006),
+        "tilt_deg": (10, 45), "fill": (0.55, 1.05), "position": (-0.3, 1.3), "focal": (0.7, 0.85),
+        "k1": (-0.06, 0.06), "defocus_px": (0.5, 7.0), "motion_px": (0.0, 14.0),
+        "exposure": (0.5, 1.15), "gradient": (0.1, 0.5), "vignetting": (0.2, 0.45),
+        "white_balance": (-0.15, 0.15), "shot_noise": (0.5, 1.5), "read_noise": (2.0, 5.0),
+        "jpeg_quality": (60, 85),
+        "gamma": (1.2, 1.5), "paper_white": (0.82, 0.92), "black": (0.08, 0.18),
+        "saturation": (0.65, 0.85), "ink_blur_mm": (0.05, 0.12),
+    },
+}
