@@ -487,10 +487,12 @@ def list_photos(folder: Path) -> list[Path]:
 
 def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None, *,
                workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False,
-               progress: Callable[[int], object] | None = None, total: Callable[[int], object] | None = None
-               ) -> dict:
+               progress: Callable[[int], object] | None = None, total: Callable[[int], object] | None = None,
+               only: list[str | os.PathLike] | None = None) -> dict:
     """Ingest every new photo in `photos` (default captures/<run>/photos); returns ingest.json's
-    content plus a "summary" block. Photos already ingested (same sha256) are skipped."""
+    content plus a "summary" block. Photos already ingested (same sha256) are skipped.
+    `only`: just these files of that folder, instead of listing it (a caller that knows which
+    photos are new, like `physical serve`, saves hashing every earlier photo again)."""
     layout_path = ws.layout_path(run)
     if not layout_path.exists():
         raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
@@ -519,7 +521,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                  "photos": [], "crops": [], "sessions": []}
     ctx = _context(ws, run, layout, max_pixels)
 
-    files = list_photos(folder)
+    files = list_photos(folder) if only is None else sorted(p for p in map(Path, only) if p.is_file())
     known = {p["sha256"] for p in state["photos"] if p.get("sha256")}
     todo, skipped = [], 0
     for path in files:
@@ -571,12 +573,23 @@ def _process(todo, ctx: Context, workers: int | None):
         for path, digest in todo:
             yield path, digest, ingest_photo(path.read_bytes(), ctx)
         return
-    # spawn, not fork: a forked child can inherit OpenCV's/OpenMP's thread-pool locks mid-use and hang
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_worker_init,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_init,
                              initargs=(ctx,)) as pool:
         for (path, digest), result in zip(todo, pool.map(_worker, [str(p) for p, _ in todo])):
             yield path, digest, result
+
+
+def _pool_context():
+    """Not fork: a forked child can inherit OpenCV's/OpenMP's thread-pool locks mid-use and hang.
+    forkserver where there is one: a fresh single-threaded server process imports this module
+    once and forks every worker from it, so a pool's workers start without importing cv2 and
+    numpy each (~0.35 s of CPU per worker) and later pools of the same process start at once;
+    spawn elsewhere."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # no effect once the server runs (same list anyway)
+    return context
 
 
 def _relative(path: Path, captures: Path) -> str:
