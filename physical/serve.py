@@ -104,6 +104,27 @@ def _ingest_job(root: str, run: str, files: list[str] | None, max_pixels: int) -
     return state.get("last_session", {})
 
 
+def _which_run(root: str, run: str, path: str) -> str | None:
+    """Runs in the worker process: the workspace's other run whose layout the photo's markers
+    identify (for "this sheet belongs to run r2"), or None."""
+    from physical import ingest, markers
+
+    ws = Workspace(root)
+    try:
+        bgr, tag = ingest.read_photo(Path(path).read_bytes())
+        dets, _, _ = ingest.find_markers(bgr, tag, read_json(ws.layout_path(run)))
+    except Exception:  # unreadable: nothing to say
+        return None
+    for folder in sorted((ws.root / "printouts").iterdir()):
+        if folder.name != run and (folder / "layout.json").is_file():
+            try:
+                if markers.identify(dets, read_json(folder / "layout.json")).status == markers.STATUS_OK:
+                    return folder.name
+            except Exception:  # another run's broken layout.json is not this photo's problem
+                continue
+    return None
+
+
 def _warm_up() -> int:
     import physical.ingest  # noqa: F401  (forkserver workers have it already; spawn ones load it now)
 
@@ -145,6 +166,7 @@ class Service:
         self.busy: set[str] = set()     # sha256 in the running ingest call
         self.error: str | None = None   # the last ingest call's failure, if it failed
         self.finish = {"state": "idle", "log": "", "report": None}
+        self.other_runs: dict[str, str | None] = {}  # sha256 → the run whose sheet a refused photo shows
         self.version = 0
         self.stopping = False
         self._state: tuple[tuple, dict] = ((), {})
@@ -186,7 +208,8 @@ class Service:
     def status(self) -> dict:
         state = self.ingest_state()
         if self._status is None or self._status[0] != self.version:
-            body = build_status(self.ws, self.run, self.layout, state, self.uploads, set(self.queue), self.busy)
+            body = build_status(self.run, self.layout, state, self.uploads, set(self.queue), self.busy,
+                                self.other_runs)
             body.update(version=self.version, ingest={"busy": bool(self.busy or self.queue), "error": self.error},
                         finish=dict(self.finish), max_upload_mb=self.max_upload_bytes / 1e6)
             self._status = (self.version, body)
@@ -289,9 +312,26 @@ class Service:
         except Exception as exc:  # shown on the page; the next upload tries again
             self.error = str(exc) if isinstance(exc, PhysicalError) else f"{type(exc).__name__}: {exc}"
             log.error("ingest failed: %s", self.error)
+        await self._name_other_runs(loop)
         self.busy = set()
         self.ingest_state()
         self._bump()
+
+    async def _name_other_runs(self, loop) -> None:
+        """For photos refused as another run's sheet: which run of this workspace it is."""
+        files = {u["sha256"]: u["file"] for u in self.uploads}
+        for p in self.ingest_state().get("photos", []):
+            sha = p.get("sha256")
+            if sha in self.other_runs or not (p.get("reason") or "").startswith(("markers of another run",
+                                                                                  "unknown markers")):
+                continue
+            path = self.captures / (files.get(sha) or p["file"])
+            try:
+                self.other_runs[sha] = await loop.run_in_executor(
+                    self._pool, _which_run, str(self.ws.root), self.run, str(path))
+            except Exception:
+                self.other_runs[sha] = None
+            self._bump()
 
     # ---------------------------------------------------------------- evaluate + report
     def start_finish(self) -> tuple[int, str]:

@@ -13,34 +13,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from physical.workspace import Workspace, read_json
-
 BLUR_RATIO = 0.5   # a crop this much less sharp than the median crop of the run: "hold still"
-_TAG = re.compile(r"run tag (\d+)")
 
 
 def image_label(page: int, slot: int, image_id: str, variant: str) -> str:
     return f"image {slot + 1} of page {page} ({image_id} · {variant})"
-
-
-def other_run_name(ws: Workspace, run: str, reason: str) -> str | None:
-    """The workspace's run whose markers ingest saw ("run tag N" in the reason), if one has it."""
-    m = _TAG.search(reason or "")
-    if not m:
-        return None
-    tag = int(m.group(1))
-    root = ws.root / "printouts"
-    if not root.is_dir():
-        return None
-    for folder in sorted(root.iterdir()):
-        if folder.name == run or not (folder / "layout.json").is_file():
-            continue
-        try:
-            if int((read_json(folder / "layout.json").get("run_tag") or {}).get("tag", -1)) == tag:
-                return folder.name
-        except Exception:  # another run's broken file is not this page's problem
-            continue
-    return None
 
 
 def slot_advice(reason: str, label: str) -> str:
@@ -56,16 +33,17 @@ def slot_advice(reason: str, label: str) -> str:
     return f"{label}: {reason}; take it again"
 
 
-def photo_advice(ws: Workspace, run: str, reason: str | None) -> str:
-    """What to do about a photo from which nothing was cropped."""
+def photo_advice(run: str, reason: str | None, other_run: str | None = None) -> str:
+    """What to do about a photo from which nothing was cropped. `other_run`: the run whose
+    layout the photo's markers identify, when the server found one."""
     r = reason or ""
     if r.startswith("no markers found"):
         return ("no markers found: get the whole sheet in the frame, in good light, hold still "
                 "(too blurred or too far away hides the markers)")
+    if other_run:
+        return f"this sheet belongs to run {other_run}, not {run}: photograph the sheets of run {run}"
     if r.startswith("markers of another run"):
-        other = other_run_name(ws, run, r)
-        return (f"this sheet belongs to run {other}, not {run}: photograph the sheets of run {run}"
-                if other else f"this sheet belongs to another run, not {run}: photograph the sheets of run {run}")
+        return f"this sheet belongs to another run, not {run}: photograph the sheets of run {run}"
     if r.startswith("unknown markers"):
         return ("markers found but no image of this run identified: move closer, so that each image "
                 "and its 4 markers fill more of the frame (or is this a sheet of another run?)")
@@ -93,7 +71,8 @@ def _median(values: list[float]) -> float | None:
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
-def photo_entry(ws: Workspace, run: str, rec: dict, crops: list[dict], run_sharpness: float | None) -> dict:
+def photo_entry(run: str, rec: dict, crops: list[dict], run_sharpness: float | None,
+                other_run: str | None = None) -> dict:
     """One ingested photo as the page shows it."""
     images = [{"page": c["page"], "slot": c["slot"], "image_id": c["image_id"], "variant": c["variant"],
                "label": image_label(c["page"], c["slot"], c["image_id"], c["variant"]),
@@ -102,7 +81,7 @@ def photo_entry(ws: Workspace, run: str, rec: dict, crops: list[dict], run_sharp
     for s in rec.get("slots_rejected", []):
         advice.append(slot_advice(s["reason"], image_label(s["page"], s["slot"], s["image_id"], s["variant"])))
     if rec.get("status") != "accepted":
-        advice.insert(0, photo_advice(ws, run, rec.get("reason")))
+        advice.insert(0, photo_advice(run, rec.get("reason"), other_run))
     elif run_sharpness and images:
         mine = _median([i["sharpness"] for i in images if i["sharpness"] is not None])
         if mine is not None and mine < BLUR_RATIO * run_sharpness:
@@ -131,10 +110,12 @@ def coverage(layout: dict, state: dict) -> list[dict]:
     return pages
 
 
-def build_status(ws: Workspace, run: str, layout: dict, state: dict, uploads: list[dict],
-                 queued: set[str], busy: set[str]) -> dict:
+def build_status(run: str, layout: dict, state: dict, uploads: list[dict], queued: set[str], busy: set[str],
+                 other_runs: dict[str, str | None] | None = None) -> dict:
     """The JSON of GET /api/status. `uploads`: the upload log (oldest first); `queued`/`busy`:
-    sha256 of photos waiting for / in the running ingest."""
+    sha256 of photos waiting for / in the running ingest; `other_runs`: sha256 → the run whose
+    sheet a refused photo shows."""
+    other_runs = other_runs or {}
     records = {p["sha256"]: p for p in state.get("photos", []) if p.get("sha256")}
     by_photo = _crops_by_photo(state)
     run_sharpness = _median([c["sharpness"] for c in state.get("crops", []) if c.get("sharpness") is not None])
@@ -146,14 +127,15 @@ def build_status(ws: Workspace, run: str, layout: dict, state: dict, uploads: li
         seen.add(sha)
         entry = {"sha256": sha, "name": up.get("name"), "file": up.get("file"), "received": up.get("time")}
         if sha in records:
-            entry.update(photo_entry(ws, run, records[sha], by_photo.get(sha, []), run_sharpness))
+            entry.update(photo_entry(run, records[sha], by_photo.get(sha, []), run_sharpness,
+                                     other_runs.get(sha)))
         else:
             entry.update(state="ingesting" if sha in busy else "queued", advice=[], images=[])
         photos.append(entry)
     for sha, rec in records.items():  # photos ingested without this server (physical ingest, simulate)
         if sha not in seen:
             entry = {"sha256": sha, "name": Path(rec.get("file", "")).name, "file": rec.get("file"), "received": None}
-            entry.update(photo_entry(ws, run, rec, by_photo.get(sha, []), run_sharpness))
+            entry.update(photo_entry(run, rec, by_photo.get(sha, []), run_sharpness, other_runs.get(sha)))
             photos.append(entry)
     pages = coverage(layout, state)
     printed = sum(p["total"] for p in pages)
