@@ -40,7 +40,7 @@ def photo_advice(run: str, reason: str | None, other_run: str | None = None) -> 
     if r.startswith("no markers found"):
         return ("no markers found: get the whole sheet in the frame, in good light, hold still "
                 "(too blurred or too far away hides the markers)")
-    if other_run:
+    if other_run and r.startswith(("markers of another run", "unknown markers")):
         return f"this sheet belongs to run {other_run}, not {run}: photograph the sheets of run {run}"
     if r.startswith("markers of another run"):
         return f"this sheet belongs to another run, not {run}: photograph the sheets of run {run}"
