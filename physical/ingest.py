@@ -491,8 +491,8 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                only: list[str | os.PathLike] | None = None) -> dict:
     """Ingest every new photo in `photos` (default captures/<run>/photos); returns ingest.json's
     content plus a "summary" block. Photos already ingested (same sha256) are skipped.
-    `only`: just these files of that folder, instead of listing it (a caller that knows which
-    photos are new, like `physical serve`, saves hashing every earlier photo again)."""
+    `only`: just these files of that folder, in this order, instead of listing it (a caller that
+    knows which photos are new, like `physical serve`, saves hashing every earlier photo again)."""
     layout_path = ws.layout_path(run)
     if not layout_path.exists():
         raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
@@ -521,7 +521,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                  "photos": [], "crops": [], "sessions": []}
     ctx = _context(ws, run, layout, max_pixels)
 
-    files = list_photos(folder) if only is None else sorted(p for p in map(Path, only) if p.is_file())
+    files = list_photos(folder) if only is None else [p for p in map(Path, only) if p.is_file()]
     known = {p["sha256"] for p in state["photos"] if p.get("sha256")}
     todo, skipped = [], 0
     for path in files:
@@ -575,7 +575,8 @@ def _process(todo, ctx: Context, workers: int | None):
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_init,
                              initargs=(ctx,)) as pool:
-        for (path, digest), result in zip(todo, pool.map(_worker, [str(p) for p, _ in todo])):
+        # absolute: forkserver workers keep the server's working directory, not this process's
+        for (path, digest), result in zip(todo, pool.map(_worker, [os.path.abspath(p) for p, _ in todo])):
             yield path, digest, result
 
 
