@@ -576,8 +576,17 @@ def _process(todo, ctx: Context, workers: int | None):
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_init,
                              initargs=(ctx,)) as pool:
         # absolute: forkserver workers keep the server's working directory, not this process's
-        for (path, digest), result in zip(todo, pool.map(_worker, [os.path.abspath(p) for p, _ in todo])):
-            yield path, digest, result
+        futures = [pool.submit(_worker, os.path.abspath(p)) for p, _ in todo]
+        # Workers take a moment to start (a process, imports); meanwhile this process, which has
+        # cv2 loaded, ingests photos from the end of the queue itself: those not yet handed to a
+        # worker (cancel() succeeds), until the first worker result shows the pool is up.
+        mine = {}
+        for i in range(len(todo) - 1, 0, -1):
+            if any(f.done() for f in futures) or not futures[i].cancel():
+                break
+            mine[i] = ingest_photo(todo[i][0].read_bytes(), ctx)
+        for i, ((path, digest), future) in enumerate(zip(todo, futures)):
+            yield path, digest, mine[i] if i in mine else future.result()
 
 
 def _pool_context():

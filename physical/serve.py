@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from importlib import resources
@@ -55,6 +56,7 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 40
 MAX_BATCH = 4            # photos per ingest call: keeps shutdown and the next upload's wait short
 WATCH_S = 0.05           # how often ingest.json is checked while ingest runs
+RETRIES, RETRY_S = 3, 2.0  # a failed ingest call is tried again this often, after this pause
 UPLOAD_LOG = "serve.json"
 QR_PNG = "serve-qr.png"
 COOKIE = "physical_token"
@@ -165,6 +167,7 @@ class Service:
         self.queue: list[str] = []      # sha256 waiting for ingest, oldest first
         self.busy: set[str] = set()     # sha256 in the running ingest call
         self.error: str | None = None   # the last ingest call's failure, if it failed
+        self.failed: dict[str, str] = {}  # sha256 → why ingest gave up on it (this session)
         self.finish = {"state": "idle", "log": "", "report": None}
         self.other_runs: dict[str, str | None] = {}  # sha256 → the run whose sheet a refused photo shows
         self.version = 0
@@ -209,7 +212,7 @@ class Service:
         state = self.ingest_state()
         if self._status is None or self._status[0] != self.version:
             body = build_status(self.run, self.layout, state, self.uploads, set(self.queue), self.busy,
-                                self.other_runs)
+                                self.other_runs, self.failed)
             body.update(version=self.version, ingest={"busy": bool(self.busy or self.queue), "error": self.error},
                         finish=dict(self.finish), max_upload_mb=self.max_upload_bytes / 1e6)
             self._status = (self.version, body)
@@ -260,7 +263,8 @@ class Service:
         self._changed = asyncio.Event()
         self._work = asyncio.Event()
         self._store_lock = asyncio.Lock()
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=_pool_context())
+        self._context = _pool_context()
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, _warm_up)  # started and warm before the first photo
         self._tasks.append(asyncio.create_task(self._ingest_loop(first=self._not_ingested())))
@@ -296,9 +300,15 @@ class Service:
                 batch = self.queue[:MAX_BATCH]
                 del self.queue[:len(batch)]
                 files = {u["sha256"]: str(self.captures / u["file"]) for u in self.uploads}
-                await self._ingest(batch, [files[s] for s in batch])
+                for _ in range(RETRIES):  # e.g. the run locked by a `physical ingest` in another shell
+                    if await self._ingest(batch, [files[s] for s in batch]):
+                        break
+                    await asyncio.sleep(RETRY_S)
+                else:  # given up for this session; the next start of the server tries again
+                    self.failed.update({s: self.error or "ingest failed" for s in batch})
+                    self._bump()
 
-    async def _ingest(self, shas: list[str], files: list[str] | None) -> None:
+    async def _ingest(self, shas: list[str], files: list[str] | None) -> bool:
         self.busy = set(shas)
         self._bump()
         loop = asyncio.get_running_loop()
@@ -306,16 +316,23 @@ class Service:
         while not job.done():
             await asyncio.wait([job], timeout=WATCH_S)
             self.ingest_state()  # a result per photo, as soon as ingest writes it
+        ok = True
         try:
             job.result()
             self.error = None
-        except Exception as exc:  # shown on the page; the next upload tries again
+        except Exception as exc:  # shown on the page
+            ok = False
             self.error = str(exc) if isinstance(exc, PhysicalError) else f"{type(exc).__name__}: {exc}"
             log.error("ingest failed: %s", self.error)
-        await self._name_other_runs(loop)
+            if isinstance(exc, BrokenProcessPool):  # the worker died (killed, out of memory): a new one
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context)
+        if ok:
+            await self._name_other_runs(loop)
         self.busy = set()
         self.ingest_state()
         self._bump()
+        return ok
 
     async def _name_other_runs(self, loop) -> None:
         """For photos refused as another run's sheet: which run of this workspace it is."""

@@ -111,11 +111,11 @@ def coverage(layout: dict, state: dict) -> list[dict]:
 
 
 def build_status(run: str, layout: dict, state: dict, uploads: list[dict], queued: set[str], busy: set[str],
-                 other_runs: dict[str, str | None] | None = None) -> dict:
+                 other_runs: dict[str, str | None] | None = None, failed: dict[str, str] | None = None) -> dict:
     """The JSON of GET /api/status. `uploads`: the upload log (oldest first); `queued`/`busy`:
     sha256 of photos waiting for / in the running ingest; `other_runs`: sha256 → the run whose
-    sheet a refused photo shows."""
-    other_runs = other_runs or {}
+    sheet a refused photo shows; `failed`: sha256 → why ingest gave up on it."""
+    other_runs, failed = other_runs or {}, failed or {}
     records = {p["sha256"]: p for p in state.get("photos", []) if p.get("sha256")}
     by_photo = _crops_by_photo(state)
     run_sharpness = _median([c["sharpness"] for c in state.get("crops", []) if c.get("sharpness") is not None])
@@ -129,6 +129,10 @@ def build_status(run: str, layout: dict, state: dict, uploads: list[dict], queue
         if sha in records:
             entry.update(photo_entry(run, records[sha], by_photo.get(sha, []), run_sharpness,
                                      other_runs.get(sha)))
+        elif sha in failed and sha not in busy and sha not in queued:
+            entry.update(state="failed", reason=failed[sha], images=[],
+                         advice=[f"ingest failed ({failed[sha]}); the photo is kept and tried again when "
+                                 "`physical serve` starts next"])
         else:
             entry.update(state="ingesting" if sha in busy else "queued", advice=[], images=[])
         photos.append(entry)
@@ -144,4 +148,5 @@ def build_status(run: str, layout: dict, state: dict, uploads: list[dict], queue
             "complete": printed > 0 and n_in == printed,
             "counts": {"photos": len(photos), "accepted": sum(p["state"] == "accepted" for p in photos),
                        "rejected": sum(p["state"] == "rejected" for p in photos),
-                       "waiting": sum(p["state"] in ("queued", "ingesting") for p in photos)}}
+                       "waiting": sum(p["state"] in ("queued", "ingesting") for p in photos),
+                       "failed": sum(p["state"] == "failed" for p in photos)}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from physical import serve_status
 from physical.cli import main
-from physical.serve import Service, ServerThread, display_name, sniff
+from physical.serve import Service, ServerThread, display_name, ingest_lock, sniff
 from physical.workspace import Workspace, read_json
 from serve_fixtures import TOKEN, done, make_photos, photo, png_without_markers, wait_for
 
@@ -225,6 +226,35 @@ def test_events_stream_sends_status_on_change_and_all_in_offers_evaluate(served)
     pages = {p["page"]: p for p in event["pages"]}
     assert pages[2]["in"] == 4 and event["complete"]
     assert event["finish"]["state"] == "idle"
+
+
+def test_ingest_waits_for_the_run_lock_and_reports_a_failure(served):
+    """One ingest per run at a time: while another process's ingest holds the run, an upload
+    waits; a broken ingest.json makes ingest fail, and the page says so for that photo."""
+    ws, photos, service, client = served
+    from PIL import Image
+
+    def variant(quality):  # the same sheet saved again: other bytes, another photo
+        import io
+        buf = io.BytesIO()
+        Image.open(photos["p1"]).save(buf, format="JPEG", quality=quality)
+        return buf.getvalue()
+
+    with ingest_lock(ws, "g"):
+        sha = _upload(client, "while-locked.jpg", variant(80)).json()["files"][0]["sha256"]
+        time.sleep(1.0)
+        assert photo(_status(client), sha)["state"] in ("queued", "ingesting")
+    assert photo(wait_for(lambda: _status(client), done(sha)), sha)["state"] == "accepted"
+
+    path = ws.captures("g") / "ingest.json"
+    good = path.read_bytes()
+    try:
+        path.write_text("{ not json")
+        sha = _upload(client, "broken.jpg", variant(70)).json()["files"][0]["sha256"]
+        ph = photo(wait_for(lambda: _status(client), lambda s: photo(s, sha)["state"] == "failed"), sha)
+        assert "not valid JSON" in ph["reason"] and "tried again" in ph["advice"][0]
+    finally:
+        path.write_bytes(good)
 
 
 def _next_event(lines) -> dict:
