@@ -619,4 +619,9 @@ def serve(ws: Workspace, run: str, *, host: str = "0.0.0.0", port: int = DEFAULT
     echo(f"serve {run}: {where}; QR code saved to {qr_path}; photos go to {service.captures / 'photos'}; "
          "Ctrl-C to stop")
     server = _server_class()(_config(service, sock), service)
-    server.run(sockets=[sock])
+    n = len(service.uploads)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises the Ctrl-C it caught
+        pass
+    echo(f"serve {run}: stopped; {len(service.uploads) - n} photo(s) received")

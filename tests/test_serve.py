@@ -355,3 +355,55 @@ def test_photo_advice(reason, expected):
         assert named.startswith("this sheet belongs to run r2, not g")
     else:
         assert "r2" not in named
+
+
+def test_blur_advice_compares_with_the_other_photos():
+    layout = {"pages": [{"page": 1, "slots": [{"slot": i, "image_id": f"i{i}", "variant": "clean"} for i in range(2)]}]}
+    photos, crops = [], []
+    for n, sharp in enumerate([100.0, 110.0, 90.0, 30.0]):
+        sha = f"{n:064d}"
+        photos.append({"sha256": sha, "file": f"photos/{n}.jpg", "status": "accepted", "reason": None, "page": 1,
+                       "pages": [1], "slots_rejected": []})
+        crops += [{"photo_sha256": sha, "page": 1, "slot": s, "image_id": f"i{s}", "variant": "clean",
+                   "sharpness": sharp, "used": False} for s in range(2)]
+    s = serve_status.build_status("g", layout, {"photos": photos, "crops": crops}, [], set(), set())
+    advice = {p["file"]: p["advice"] for p in s["photos"]}
+    assert [len(advice[f"photos/{n}.jpg"]) for n in range(4)] == [0, 0, 0, 1]
+    assert "too blurred" in advice["photos/3.jpg"][0] and s["complete"]
+
+
+def test_cli_prints_the_url_and_qr_and_stops_on_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import make_fake_run
+    from physical import layout as layout_mod
+
+    ws = make_fake_run(tmp_path, run="c")
+    layout_mod.make_layout(ws, "c", image_mm=60)
+    proc = subprocess.Popen([sys.executable, "-m", "physical.cli", "-w", str(tmp_path), "serve", "--run", "c",
+                             "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and "/?token=" in url, url
+        rest = [proc.stdout.readline() for _ in range(3)]
+        assert any("\u2588" in line or "\u2580" in line or "\u2584" in line for line in rest)  # the QR, in blocks
+        status = wait_for(lambda: _try_get(url.replace("/?", "/api/status?")), lambda s: s is not None, timeout=60)
+        assert status["run"] == "c" and status["printed"] == 4
+        assert (ws.captures("c") / "serve-qr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+
+
+def _try_get(url):
+    try:
+        r = httpx.get(url)
+        return r.json() if r.status_code == 200 else None
+    except httpx.TransportError:
+        return None
