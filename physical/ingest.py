@@ -1,6 +1,6 @@
 """Photo ingest: phone photos of printed sheets → one crop per printed image.
 
-Per photo (`ingest_photo`, run in a spawned process pool):
+Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see `_pool_context`):
 
 1. Read the header with PIL and refuse images over the pixel limit before decoding
    (decompression bombs); decode (OpenCV for complete JPEGs, PIL otherwise, which reports
