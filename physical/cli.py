@@ -24,6 +24,7 @@ COMMANDS = {
     "layout": "physical.commands.layout:layout",
     "simulate": "physical.commands.simulate:simulate",
     "ingest": "physical.commands.ingest:ingest",
+    "serve": "physical.commands.serve:serve",
     "evaluate": "physical.commands.evaluate:evaluate",
     "transforms": "physical.commands.transforms:transforms",
     "merge": "physical.commands.scale:merge",

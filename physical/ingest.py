@@ -1,6 +1,6 @@
 """Photo ingest: phone photos of printed sheets → one crop per printed image.
 
-Per photo (`ingest_photo`, run in a spawned process pool):
+Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see `_pool_context`):
 
 1. Read the header with PIL and refuse images over the pixel limit before decoding
    (decompression bombs); decode (OpenCV for complete JPEGs, PIL otherwise, which reports
@@ -462,10 +462,12 @@ def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
 @run_locked("ingest")
 def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None, *,
                workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False,
-               progress: Callable[[int], object] | None = None, total: Callable[[int], object] | None = None
-               ) -> dict:
+               progress: Callable[[int], object] | None = None, total: Callable[[int], object] | None = None,
+               only: list[str | os.PathLike] | None = None) -> dict:
     """Ingest every new photo in `photos` (default captures/<run>/photos); returns ingest.json's
-    content plus a "summary" block. Photos already ingested (same sha256) are skipped."""
+    content plus a "summary" block. Photos already ingested (same sha256) are skipped.
+    `only`: just these files of that folder, in this order, instead of listing it (a caller that
+    knows which photos are new, like `physical serve`, saves hashing every earlier photo again)."""
     layout_path = ws.layout_path(run)
     if not layout_path.exists():
         raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
@@ -497,9 +499,10 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                  "photos": [], "crops": [], "sessions": []}
     ctx = _context(ws, run, layout, max_pixels)
 
-    files = ws.list_photos(run, folder)
+    files = ws.list_photos(run, folder) if only is None else [p for p in map(Path, only) if p.is_file()]
     digests = [(path, sha256_file(path)) for path in files]
-    forgotten = _forget_changed_photos(ws, run, state, folder, {d for _, d in digests})
+    # a call for some files (`only`, physical serve) forgets nothing: it has not looked at the folder
+    forgotten = _forget_changed_photos(ws, run, state, folder, {d for _, d in digests}) if only is None else 0
     known = {p["sha256"] for p in state["photos"] if p.get("sha256")}
     todo, skipped = [], 0
     for path, digest in digests:
@@ -578,12 +581,33 @@ def _process(todo, ctx: Context, workers: int | None):
         for path, digest in todo:
             yield path, digest, ingest_photo(path.read_bytes(), ctx)
         return
-    # spawn, not fork: a forked child can inherit OpenCV's/OpenMP's thread-pool locks mid-use and hang
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_worker_init,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_init,
                              initargs=(ctx,)) as pool:
-        for (path, digest), result in zip(todo, pool.map(_worker, [str(p) for p, _ in todo])):
-            yield path, digest, result
+        # absolute: forkserver workers keep the server's working directory, not this process's
+        futures = [pool.submit(_worker, os.path.abspath(p)) for p, _ in todo]
+        # Workers take a moment to start (a process, imports); meanwhile this process, which has
+        # cv2 loaded, ingests photos from the end of the queue itself: those not yet handed to a
+        # worker (cancel() succeeds), until the first worker result shows the pool is up.
+        mine = {}
+        for i in range(len(todo) - 1, 0, -1):
+            if any(f.done() for f in futures) or not futures[i].cancel():
+                break
+            mine[i] = ingest_photo(todo[i][0].read_bytes(), ctx)
+        for i, ((path, digest), future) in enumerate(zip(todo, futures)):
+            yield path, digest, mine[i] if i in mine else future.result()
+
+
+def _pool_context():
+    """Not fork: a forked child can inherit OpenCV's/OpenMP's thread-pool locks mid-use and hang.
+    forkserver where there is one: a fresh single-threaded server process imports this module
+    once and forks every worker from it, so a pool's workers start without importing cv2 and
+    numpy each (~0.35 s of CPU per worker) and later pools of the same process start at once;
+    spawn elsewhere."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # no effect once the server runs (same list anyway)
+    return context
 
 
 def _relative(path: Path, captures: Path) -> str:
