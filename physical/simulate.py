@@ -297,6 +297,10 @@ def render_pdf_page(pdf, index: int, dpi: float) -> tuple[np.ndarray, tuple[floa
 
 def print_page(page_bgr: np.ndarray, px_per_mm: float, printer: dict) -> np.ndarray:
     """What the printed sheet looks like under neutral white light (BGR uint8)."""
+    if printer.get("model") == "profile":   # a calibration profile's printer (physical/calibrate.py)
+        from physical.calibrate import print_profiled
+
+        return print_profiled(page_bgr, px_per_mm, printer)
     sat = printer["saturation"]
     grey = cv2.cvtColor(page_bgr, cv2.COLOR_BGR2GRAY)
     out = cv2.addWeighted(page_bgr, sat, cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), 1 - sat, 0)
@@ -449,11 +453,13 @@ def parse_resolution(text: str) -> tuple[int, int]:
 def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per_page: int = 1,
                  seed: int = 0, resolution: tuple[int, int] = DEFAULT_RESOLUTION, force: bool = False,
                  pages: list[int] | None = None,
-                 progress: Callable[[int], object] | None = None) -> dict:
+                 progress: Callable[[int], object] | None = None, profile=None) -> dict:
     """Simulate printing the run's PDF and photographing every page `photos_per_page` times.
 
     Writes captures/<run>/photos/sim-p<page>-<n>.jpg and captures/<run>/simulated.json (returned).
     `resolution` is (long side, short side) of the sensor; `progress(n)` is called per photo.
+    `profile` (a path or `calibrate.Profile`): the calibrated printer, colour, blur, noise and JPEG
+    replace the preset's; geometry and light are still drawn from the preset.
     """
     import pypdfium2
 
@@ -472,6 +478,10 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
             raise PhysicalError(f"{sim_json} exists: photos were already simulated for run {run!r} "
                                 "(use --force to replace them)")
         _remove_previous(captures, records.read(records.SIMULATED, ws, run).dump())
+    if profile is not None:
+        from physical import calibrate
+
+        profile = calibrate.load_profile(profile) if not isinstance(profile, calibrate.Profile) else profile
     slots = layout_slots(layout)
     long_side, short_side = resolution
     rng = np.random.default_rng(seed)
@@ -482,6 +492,8 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
               "coordinates": "page mm from the top-left, y down → photo px as displayed "
                              "(EXIF applied), pixel corners at integers",
               "pages": [], "photos": []}
+    if profile is not None:
+        result["profile"] = {"chart": profile.chart, "heldout": profile.heldout}
     pdf = pypdfium2.PdfDocument(str(pdf_path))
     try:
         n_pages = len(pdf)
@@ -492,9 +504,13 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
             w_pt, h_pt = pdf[page_no - 1].get_size()
             page_mm = (w_pt / PT_PER_INCH * MM_PER_INCH, h_pt / PT_PER_INCH * MM_PER_INCH)
             printer = draw_printer(rng, preset)
+            if profile is not None:
+                printer = calibrate.printer_overrides(profile)
             shots = []
             for n in range(1, photos_per_page + 1):
                 cam = draw_camera(rng, preset)
+                if profile is not None:
+                    cam.update(calibrate.camera_overrides(profile))
                 frame = (short_side, long_side) if cam["portrait"] else (long_side, short_side)
                 H = camera_homography(page_mm, frame, cam)
                 shots.append((n, cam, frame, H, int(rng.integers(2 ** 63))))
