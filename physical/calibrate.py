@@ -169,7 +169,7 @@ class PageMap:
     def __init__(self, mm: np.ndarray, px: np.ndarray):
         H, _ = geometry.fit_homography(mm, px, ransac_tol=max(3.0, 0.02 * np.ptp(px[:, 0])))
         if H is None:
-            raise ValueError("no homography")
+            raise ValueError("chart markers inconsistent (no homography)")
         self.H = H
         self.Hinv = np.linalg.inv(H)
         self.fwd = self._residual(mm, px, H)
@@ -268,7 +268,7 @@ def measure_photo(img: np.ndarray, spec: dict, dets: list) -> dict:
     # light field from the paper-white patches: quadratic per channel in page mm
     whites = [p for p in spec["patches"] if p["kind"] == "white" and p["id"] in out["patches"]]
     if not whites:
-        raise PhysicalError("no paper-white patch of the chart is readable in a photo (out of frame or clipped)")
+        raise ValueError("no paper-white patch readable (over-exposed, or out of frame)")
     centres = np.array([[(p["rect_mm"][0] + p["rect_mm"][2]) / 2, (p["rect_mm"][1] + p["rect_mm"][3]) / 2]
                         for p in whites])
     vals = np.array([out["patches"][p["id"]] for p in whites])
@@ -549,9 +549,10 @@ def fit(photos_dir, progress=None) -> tuple[dict, list[str]]:
                                 f"{spec['paper']['name']} one: fit one chart at a time")
         try:
             m = measure_photo(img, spec, ours)
-        except ValueError:
-            info["status"] = "skipped: chart markers inconsistent (no homography)"
+        except ValueError as exc:
+            info["status"] = f"skipped: {exc}"
             per_photo.append(info)
+            notes.append(f"{f.name}: {info['status']}")
             continue
         m["quality"] = q
         measured.append(m)
@@ -568,6 +569,9 @@ def fit(photos_dir, progress=None) -> tuple[dict, list[str]]:
             progress(1)
     if not measured:
         seen = sum(p["markers"] for p in per_photo)
+        skipped = [n for n in notes if "chart markers" not in n]
+        if seen and skipped:
+            raise PhysicalError(f"no usable chart photo in {photos_dir}: {skipped[0]}")
         raise PhysicalError(f"no photo in {photos_dir} shows the calibration chart ({len(files)} photo(s), "
                             f"{seen} chart markers found): photograph the printed chart.pdf with its markers in view")
     profile = _fit_pooled(spec, measured, per_photo)
