@@ -754,16 +754,17 @@ def outside_gamut(png, profile) -> float:
     """Fraction of a PNG's pixels outside the printable gamut: the convex hull, in CIE Lab
     relative to paper white, of the colours the chart's patches reached (sRGB assumed for the
     PNG). `png`: a path or an H×W×3 RGB uint8 array; `profile`: a path, dict or `Profile`."""
-    from scipy.spatial import Delaunay
+    from scipy.spatial import ConvexHull
 
     if isinstance(profile, (str, Path)):
         profile = load_profile(profile)
     p = profile.dump() if isinstance(profile, Profile) else profile
     pts = np.asarray(p["gamut_lab"], np.float64)
     centre = pts.mean(0)
-    hull = Delaunay(centre + (pts - centre) * 1.01)      # 1 % slack: patch colours themselves are inside
+    hull = ConvexHull(centre + (pts - centre) * 1.01)    # 1 % slack: patch colours themselves are inside
     img = read_photo(png)[0] if isinstance(png, (str, Path)) else np.asarray(png)
     rgb = img[..., :3].reshape(-1, 3)
     uniq, counts = np.unique(rgb, axis=0, return_counts=True)
-    inside = hull.find_simplex(to_lab(uniq.astype(np.float64))) >= 0
+    lab = to_lab(uniq.astype(np.float64))
+    inside = np.all(lab @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9, axis=1)   # facets' half-spaces
     return float(counts[~inside].sum() / counts.sum())
