@@ -28,7 +28,8 @@ def main():
         chart.write_chart(tmp / "chart", "a4")
         t = time.perf_counter()
         calibrate.simulate_chart_photos(tmp / "chart", tmp / "photos", seed=1, n=args.photos, resolution=(w, h),
-                                        printer={"ink_blur_mm": 0.08}, camera={"defocus_px": 0.0, "motion_px": 0.0})
+                                        printer={"ink_blur_mm": 0.08},
+                                        camera={"defocus_px": 0.0, "motion_px": 0.0, "exposure": 0.9})
         t_sim = time.perf_counter() - t
         import colour  # noqa: F401  (imported once per process; timed separately)
 

@@ -163,6 +163,30 @@ def jpeg_quality(tables: dict | None) -> tuple[int | None, float | None]:
     return best
 
 
+_DETECTORS: dict[float, Any] = {}
+
+
+def detect_chart(grey: np.ndarray) -> list:
+    """Markers in a grey photo, as `markers.detect`, but first ignoring quads smaller than 5 % of
+    the photo's long side in perimeter: the chart's ~300 patches are quads too, and decoding each
+    as a candidate marker is what makes detection slow (6 s → 0.8 s on 12 MP). Falls back to
+    the standard minimum (far-away shots) when that finds fewer than `MIN_MARKERS`."""
+    found = []
+    for rate in (0.05, None):
+        if rate not in _DETECTORS:
+            p = markers.detector_parameters()
+            if rate is not None:
+                p.minMarkerPerimeterRate = rate
+            _DETECTORS[rate] = cv2.aruco.ArucoDetector(markers.dictionary(), p)
+        corners, ids, _ = _DETECTORS[rate].detectMarkers(np.ascontiguousarray(grey))
+        found = [] if ids is None else [
+            markers.Detection(int(i), geometry.from_opencv(np.asarray(c, np.float64).reshape(4, 2)))
+            for c, i in zip(corners, ids.ravel())]
+        if sum(d.id in chartmod.chart_ids() for d in found) >= MIN_MARKERS:
+            break
+    return sorted(found, key=lambda d: d.id)
+
+
 class PageMap:
     """page mm ↔ photo px: a homography and a quadratic residual correction each way."""
 
@@ -285,7 +309,7 @@ def measure_photo(img: np.ndarray, spec: dict, dets: list) -> dict:
     field = basis(g.reshape(-1, 2)) @ coef
     out["light"] = {"white_min": field.min(0).round(2).tolist(), "white_max": field.max(0).round(2).tolist(),
                     "falloff": float(1 - (field.mean(1).min() / field.mean(1).max()))}
-    out["edges"] = [s for e in spec["edges"] for s in _edge_sigmas(img, pmap, e)]
+    out["edges"] = [s for e in spec["edges"] for s in _edge_sigmas(img, pmap, e)]   # noqa: E501
     out["flats"] = {}
     for p in spec["patches"]:
         if p["kind"] != "flat" or p["id"] not in out["patches"]:
@@ -309,7 +333,6 @@ def _edge_sigmas(img, pmap: PageMap, edge: dict) -> list[dict]:
     pts = np.asarray(edge["corners_mm"])
     centre = pts.mean(0)
     h, w = img.shape[:2]
-    grey = img.astype(np.float64).mean(2)
     out = []
     for i in range(4):
         a, b = pts[i], pts[(i + 1) % 4]
@@ -336,7 +359,7 @@ def _edge_sigmas(img, pmap: PageMap, edge: dict) -> list[dict]:
         idx = np.flatnonzero(keep)
         if len(idx) > 3000:                         # 12 MP photos: plenty; keeps curve_fit quick
             idx = idx[np.linspace(0, len(idx) - 1, 3000).astype(int)]
-        y = grey[(px[idx, 1] - 0.5).astype(int), (px[idx, 0] - 0.5).astype(int)]
+        y = img[(px[idx, 1] - 0.5).astype(int), (px[idx, 0] - 0.5).astype(int)].astype(np.float64).mean(1)
         d = d[idx]
         lo_v, hi_v = np.percentile(y, 5), np.percentile(y, 95)
         if hi_v - lo_v < 20:
@@ -530,7 +553,7 @@ def fit(photos_dir, progress=None) -> tuple[dict, list[str]]:
     measured, per_photo, notes, spec = [], [], [], None
     for f in files:
         img, tables = read_photo(f)
-        dets = markers.detect(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+        dets = detect_chart(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
         ours = [d for d in dets if d.id in chart_set]
         info = {"file": f.name, "sha256": sha256_bytes(f.read_bytes()), "markers": len(ours)}
         q, qerr = jpeg_quality(tables)
