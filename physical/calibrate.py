@@ -320,8 +320,11 @@ def measure_photo(img: np.ndarray, spec: dict, dets: list) -> dict:
         v, pxs, _ = got
         A = np.column_stack([np.ones(len(pxs)), pxs - pxs.mean(0)])
         res = v - A @ np.linalg.lstsq(A, v, rcond=None)[0]
-        mad = 1.4826 * np.median(np.abs(res - np.median(res, 0)), 0)
-        out["flats"][p["id"]] = {"level": v.mean(0), "sigma": np.sqrt(np.minimum(mad ** 2, res.var(0)) + 0.0)}
+        # std after dropping residuals beyond 5 σ (dust, a speck): not a MAD, which reads ~0 on
+        # JPEG's integer values when most residuals round to the same level
+        sd = res.std(0)
+        keep = (np.abs(res) <= 5 * sd + 0.5).all(1)
+        out["flats"][p["id"]] = {"level": v.mean(0), "sigma": res[keep].std(0)}
     return out
 
 
@@ -524,15 +527,20 @@ def _jpeg_noise_out(level_rgb, sigma_in: float, quality: int, seed: int) -> np.n
 
 def _sigma_before_jpeg(level_rgb, sigma_out: np.ndarray, quality: int | None) -> np.ndarray:
     """Invert JPEG's smoothing of noise per channel by interpolating σ_out(σ_in) (Monte Carlo)."""
+    """Also returns, per channel, whether the inversion is well posed: where JPEG erases the
+    noise (dark flats at low quality) σ_out barely grows with σ_in, and σ_in is not measurable."""
     if quality is None:
-        return sigma_out
+        return sigma_out, np.ones(3, bool)
     grid = np.array([0.0, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 13, 16])
     outs = np.array([_jpeg_noise_out(level_rgb, s, quality, 7 + i) for i, s in enumerate(grid)])   # n × 3
-    res = []
+    res, ok = [], []
     for c in range(3):
         o = np.maximum.accumulate(outs[:, c]) + np.arange(len(grid)) * 1e-6
-        res.append(np.interp(sigma_out[c], o, grid))
-    return np.array(res)
+        s_in = float(np.interp(sigma_out[c], o, grid))
+        slope = np.gradient(o, grid)
+        res.append(s_in)
+        ok.append(bool(np.interp(s_in, grid, slope) >= 0.3 and sigma_out[c] < o[-1]))
+    return np.array(res), np.array(ok)
 
 
 # ----------------------------------------------------------------------------- the fit
@@ -698,19 +706,24 @@ def _fit_noise(spec, measured, quality) -> dict:
         got = [m["flats"][pid] for m in measured if pid in m["flats"]]
         level = np.mean([g["level"] for g in got], 0)
         s_out = np.sqrt(np.mean([g["sigma"] ** 2 for g in got], 0))
-        s_in = _sigma_before_jpeg(level, s_out, quality)
-        rows.append((level, s_out, s_in))
+        s_in, posed = _sigma_before_jpeg(level, s_out, quality)
+        rows.append((level, s_out, s_in, posed))
     if not rows:
         return {"model": "variance = shot·v + read²", "shot": None, "read": None, "levels": []}
     v = np.concatenate([r[0] for r in rows])
     s = np.concatenate([r[2] for r in rows])
-    ok = (v > 4) & (v < 250)               # clipped levels carry no noise
+    posed = np.concatenate([r[3] for r in rows])
+    ok = posed & (v > 3 * s + 2) & (v < 253 - 3 * s)   # noise clipped at 0 or 255 reads too low
+    if ok.sum() < 2:
+        ok = (v > 4) & (v < 250)
     A = np.column_stack([v[ok], np.ones(ok.sum())])
     (shot, read2), _ = nnls(A / np.maximum(s[ok, None], 0.5), s[ok] ** 2 / np.maximum(s[ok], 0.5))
     return {"model": "variance = shot·v + read² per photo pixel before JPEG, v in 0..255",
             "shot": _r(shot), "read": _r(math.sqrt(read2)),
             "levels": [{"level_rgb": [round(float(x), 2) for x in r[0]], "sigma_after_jpeg": [round(float(x), 3) for x in r[1]],
-                        "sigma": [round(float(x), 3) for x in r[2]]} for r in rows]}
+                        "sigma": [round(float(x), 3) for x in r[2]], "used": [bool(x) for x in
+                                                                             ok[3 * i:3 * i + 3]]}
+                       for i, r in enumerate(rows)]}
 
 
 def report_lines(profile: dict) -> list[str]:
