@@ -240,3 +240,19 @@ def test_chart_cli(tmp_path):
     doc = read_json(tmp_path / "c" / "chart.json")
     assert doc["paper"]["name"] == "letter" and (tmp_path / "c" / "chart.pdf").stat().st_size > 1000
     assert max(p["rect_mm"][3] for p in doc["patches"]) < 279.4 - 12
+
+
+@pytest.mark.parametrize("model", ["root-polynomial", "lut"])
+def test_colour_model_round_trips_through_the_profile(model):
+    """What simulate applies (`from_dict` of the stored block) is what was fitted."""
+    rng = np.random.default_rng(0)
+    digital = rng.integers(0, 256, (150, 3)).astype(np.float64)
+    digital[:24] = np.repeat(np.linspace(0, 255, 24)[:, None], 3, 1)
+    captured = 20 + 0.8 * digital ** 1.1 / 255 ** 0.1 * [0.95, 0.9, 1.0]
+    neutral = slice(0, 24)
+    tone = calibrate.Tone.fit(digital[neutral, 0], captured[neutral])
+    m = calibrate.ColourModel.fit(model, digital, captured, tone, 2)
+    back = calibrate.ColourModel.from_dict(json.loads(json.dumps(m.as_dict())))
+    x = rng.integers(0, 256, (50, 3)).astype(np.float64)
+    np.testing.assert_allclose(back(x), m(x), atol=0.02)
+    assert np.abs(m(digital) - captured).mean() < 2.0
