@@ -256,3 +256,25 @@ def test_colour_model_round_trips_through_the_profile(model):
     x = rng.integers(0, 256, (50, 3)).astype(np.float64)
     np.testing.assert_allclose(back(x), m(x), atol=0.02)
     assert np.abs(m(digital) - captured).mean() < 2.0
+
+
+def test_torch_colour_matches_the_profile_and_has_gradients(fitted):
+    import torch
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (2, 3, 5, 7))
+    for seed in sorted(fitted):
+        prof = fitted[seed][1]
+        for colour in (prof["colour"], None):
+            if colour is None:          # the LUT form too, whichever model CV chose
+                digital = np.array([p["rgb"] for p in chart.chart_spec("a4")["patches"]], np.float64)
+                cm = calibrate.ColourModel.from_dict(prof["colour"])
+                lut = calibrate.ColourModel.fit("lut", digital, cm(digital), cm.tone)
+                colour = lut.as_dict()
+            p = {**prof, "colour": colour}
+            want = calibrate.ColourModel.from_dict(colour)(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+            xt = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+            got = calibrate.torch_colour(p)(xt)
+            np.testing.assert_allclose(got.detach().numpy(), want, atol=0.05)
+            got.sum().backward()
+            assert torch.isfinite(xt.grad).all() and xt.grad.abs().sum() > 0
