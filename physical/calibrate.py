@@ -570,7 +570,10 @@ def report_lines(profile: dict) -> list[str]:
 
 def write_profile(profile: dict, path) -> Path:
     Profile.model_validate(profile)
-    atomic_write_json(path, profile)
+    try:
+        atomic_write_json(path, profile)
+    except OSError as exc:
+        raise PhysicalError(f"cannot write the profile to {path}: {exc.strerror or exc}") from None
     return Path(path)
 
 

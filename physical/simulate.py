@@ -464,6 +464,10 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
     import pypdfium2
 
     _preset(preset)
+    if profile is not None:
+        from physical import calibrate
+
+        profile = calibrate.load_profile(profile) if not isinstance(profile, calibrate.Profile) else profile
     if photos_per_page < 1:
         raise PhysicalError("--photos-per-page must be at least 1")
     pdf_path, layout_path = ws.pdf_path(run), ws.layout_path(run)
@@ -478,10 +482,6 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
             raise PhysicalError(f"{sim_json} exists: photos were already simulated for run {run!r} "
                                 "(use --force to replace them)")
         _remove_previous(captures, records.read(records.SIMULATED, ws, run).dump())
-    if profile is not None:
-        from physical import calibrate
-
-        profile = calibrate.load_profile(profile) if not isinstance(profile, calibrate.Profile) else profile
     slots = layout_slots(layout)
     long_side, short_side = resolution
     rng = np.random.default_rng(seed)
