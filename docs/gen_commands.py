@@ -21,6 +21,9 @@ def main_() -> None:
         if name == "lab":
             for sub in ("szegedy", "linearity", "directions"):
                 parts += ["", f"### physical lab {sub}", "", "```", help_text("lab", sub), "```"]
+        if name == "calibrate":
+            for sub in ("chart", "fit"):
+                parts += ["", f"### physical calibrate {sub}", "", "```", help_text("calibrate", sub), "```"]
     Path(__file__).with_name("commands.md").write_text("\n".join(parts) + "\n")
 
 

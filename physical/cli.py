@@ -22,6 +22,7 @@ COMMANDS = {
     "run": "physical.commands.run:run",
     "craft": "physical.commands.craft:craft",
     "layout": "physical.commands.layout:layout",
+    "calibrate": "physical.commands.calibrate:calibrate",
     "simulate": "physical.commands.simulate:simulate",
     "ingest": "physical.commands.ingest:ingest",
     "serve": "physical.commands.serve:serve",

@@ -270,6 +270,10 @@ def render_pdf_page(pdf, index: int, dpi: float) -> tuple[np.ndarray, tuple[floa
 
 def print_page(page_bgr: np.ndarray, px_per_mm: float, printer: dict) -> np.ndarray:
     """What the printed sheet looks like under neutral white light (BGR uint8)."""
+    if printer.get("model") == "profile":   # a calibration profile's printer (physical/calibrate.py)
+        from physical.calibrate import print_profiled
+
+        return print_profiled(page_bgr, px_per_mm, printer)
     sat = printer["saturation"]
     grey = cv2.cvtColor(page_bgr, cv2.COLOR_BGR2GRAY)
     out = cv2.addWeighted(page_bgr, sat, cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), 1 - sat, 0)
@@ -422,7 +426,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per_page: int = 1,
                  seed: int = 0, resolution: tuple[int, int] = DEFAULT_RESOLUTION, force: bool = False,
                  pages: list[int] | None = None,
-                 progress: Callable[[int], object] | None = None) -> dict:
+                 progress: Callable[[int], object] | None = None, profile=None) -> dict:
     """Simulate printing the run's PDF and photographing every page `photos_per_page` times.
 
     Writes captures/<run>/photos/sim-p<page>-<n>.jpg and captures/<run>/simulated.json (returned).
@@ -433,10 +437,17 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
     is checked first, the new photos are made in a staging folder beside the old ones, and only
     then are the old photos removed (those simulated.json lists, and only inside the run) and the
     new ones moved in. Ingest notices the changed photos itself (a stage deletes only its own outputs).
+
+    `profile` (a path or `calibrate.Profile`): the calibrated printer, colour, blur, noise and JPEG
+    replace the preset's; geometry and light are still drawn from the preset.
     """
     import pypdfium2
 
     _preset(preset)
+    if profile is not None:
+        from physical import calibrate
+
+        profile = calibrate.load_profile(profile) if not isinstance(profile, calibrate.Profile) else profile
     if photos_per_page < 1:
         raise PhysicalError("--photos-per-page must be at least 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -468,6 +479,8 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
               "coordinates": "page mm from the top-left, y down → photo px as displayed "
                              "(EXIF applied), pixel corners at integers",
               "pages": [], "photos": []}
+    if profile is not None:
+        result["profile"] = {"chart": profile.chart, "heldout": profile.heldout}
     try:
         pdf = pypdfium2.PdfDocument(str(pdf_path))
     except pypdfium2.PdfiumError as exc:
@@ -484,7 +497,7 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
         captures.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=captures))
         _simulate_pages(pdf, page_numbers, slots, result, staging, rng, preset, photos_per_page,
-                        (long_side, short_side), progress)
+                        (long_side, short_side), progress, profile)
         made = True
     except pypdfium2.PdfiumError as exc:
         raise PhysicalError(f"{pdf_path} cannot be rendered ({exc}): "
@@ -541,16 +554,24 @@ def _previous_files(ws: Workspace, run: str, previous) -> list[str]:
 
 
 def _simulate_pages(pdf, page_numbers, slots, result, out: Path, rng, preset, photos_per_page,
-                    resolution, progress) -> None:
-    """Render, print and photograph every page; photos go to `out`/photos/, records to `result`."""
+                    resolution, progress, profile=None) -> None:
+    """Render, print and photograph every page; photos go to `out`/photos/, records to `result`.
+    `profile`: a calibration profile's printer and camera replace the preset's draws (not geometry
+    and light)."""
     long_side, short_side = resolution
     for page_no in page_numbers:
         w_pt, h_pt = pdf[page_no - 1].get_size()
         page_mm = (w_pt / PT_PER_INCH * MM_PER_INCH, h_pt / PT_PER_INCH * MM_PER_INCH)
         printer = draw_printer(rng, preset)
+        if profile is not None:
+            from physical import calibrate
+
+            printer = calibrate.printer_overrides(profile)
         shots = []
         for n in range(1, photos_per_page + 1):
             cam = draw_camera(rng, preset)
+            if profile is not None:
+                cam.update(calibrate.camera_overrides(profile))
             frame = (short_side, long_side) if cam["portrait"] else (long_side, short_side)
             H = camera_homography(page_mm, frame, cam)
             shots.append((n, cam, frame, H, int(rng.integers(2 ** 63))))

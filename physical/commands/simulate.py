@@ -13,9 +13,12 @@ from physical.commands import options as o
 @click.option("--resolution", default="4000x3000", show_default=True, metavar="WxH",
               help="Sensor size in pixels (4:3 phones: 4000x3000 = 12 MP); smaller is faster.")
 @click.option("--force", is_flag=True, help="Replace earlier simulated photos (ingest then forgets their crops).")
+@click.option("--profile", default=None, type=click.Path(dir_okay=False), metavar="PROFILE.json",
+              help="A `physical calibrate fit` profile: its printer, colour, blur, noise and JPEG replace "
+                   "the preset's (geometry and light still drawn from the preset).")
 @o.workspace_option
 @click.pass_context
-def simulate(ctx, run, preset, photos_per_page, seed, resolution, force):
+def simulate(ctx, run, preset, photos_per_page, seed, resolution, force, profile):
     """Render printouts/RUN/RUN.pdf as a printer would print it, photograph every page with a
     simulated hand-held phone, and write captures/RUN/photos/sim-p<page>-<n>.jpg plus the ground
     truth captures/RUN/simulated.json. Then run `physical ingest --run RUN`.
@@ -25,6 +28,7 @@ def simulate(ctx, run, preset, photos_per_page, seed, resolution, force):
       physical simulate --run r1
       physical simulate --run r1 --preset harsh --photos-per-page 3 --seed 7
       physical simulate --run r1 --resolution 1600x1200 --force
+      physical simulate --run r1 --profile profile.json
     """
     from tqdm import tqdm
 
@@ -40,5 +44,5 @@ def simulate(ctx, run, preset, photos_per_page, seed, resolution, force):
     with tqdm(total=total, unit="photo", desc="simulate", disable=ctx.obj.get("quiet") or (total or 0) < 3,
               leave=False) as bar:
         result = simulate_run(ws, run, preset=preset, photos_per_page=photos_per_page, seed=seed,
-                              resolution=size, force=force, progress=bar.update)
+                              resolution=size, force=force, progress=bar.update, profile=profile)
     click.echo(summary_line(result))
