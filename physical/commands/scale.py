@@ -4,7 +4,7 @@ import click
 from physical.commands.options import run_option
 
 procs_option = click.option(
-    "--procs", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
+    "--procs", default=1, show_default=True, type=click.IntRange(1, 256), metavar="N",
     help="Processes on this machine: starts N ranks with torchrun's launcher (each takes every N-th image).")
 shard_option = click.option(
     "--shard", default=None, metavar="K/N",

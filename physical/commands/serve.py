@@ -1,6 +1,7 @@
 """`physical serve`: upload photos from a phone and see, as you shoot, which images are in."""
 import click
 
+from physical.commands import options as o
 from physical.commands.options import run_option
 
 
@@ -11,10 +12,11 @@ from physical.commands.options import run_option
                    "Wi-Fi can connect; 127.0.0.1: this computer only).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="TCP port (0: any free port).")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0.1), default=40, show_default=True,
+@click.option("--max-upload-mb", type=o.FiniteFloat(0.1, 100000), default=40, show_default=True,
               help="Largest upload (one request: a photo from the page) accepted.")
-@click.option("--max-megapixels", type=click.FloatRange(min=1), default=200, show_default=True,
+@click.option("--max-megapixels", type=o.FiniteFloat(1, 10000), default=200, show_default=True,
               help="Ingest refuses larger images undecoded (decompression bombs).")
+@o.workspace_option
 @click.pass_context
 def serve(ctx, run, host, port, max_upload_mb, max_megapixels):
     """Serve a page for a phone: it takes photos of the printed sheets of RUN and uploads them;
