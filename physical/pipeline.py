@@ -258,13 +258,11 @@ def targeted_demo(ws: Workspace, run: str, base: PipelineOptions, quick: bool = 
 
 def targeted_lines(ws: Workspace, run: str) -> list[str]:
     """Per targeted variant: its target's confidence on the PNG and in the photo (crafting model)."""
-    from physical.workspace import read_json as _read
-
-    metrics = ws.reports(run) / "metrics.json"
-    if not metrics.exists():
+    metrics = records.read_optional(records.METRICS, ws, run)
+    if metrics is None:
         return []
-    doc = _read(metrics)
-    manifest = ws.load_manifest(run)
+    doc = metrics.dump()
+    manifest = ws.load_manifest(run).dump()
     spec = manifest.get("model", {}).get("spec")
     crops = {(c["image_id"], c["variant"]): c for c in doc.get("predictions") or [] if c.get("model") == spec}
     lines = []

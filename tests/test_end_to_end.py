@@ -142,7 +142,10 @@ def test_demo_command_runs_offline_and_ends_with_headline_and_report(tmp_path, c
     result = CliRunner().invoke(main, ["--workspace", str(tmp_path), "-q", "demo", "--quick"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert sum(line.startswith("[") for line in lines) == 7  # one line per stage
+    # one line per stage: the targeted EOT run (chelsea → guacamole) first, then the main loop
+    assert sum(line.startswith("[") for line in lines) == 14
+    assert any("eot-eps16-to924" in line and "digital" in line for line in lines), result.output
+    assert any("bim-eps16-to924" in line and "digital" in line for line in lines), result.output
     assert any(line.startswith("  digital top-1: clean") for line in lines)
     assert any(line.startswith("  photo   top-1: clean") for line in lines)
     assert any("destruction by the photo" in line for line in lines)
