@@ -281,6 +281,12 @@ def test_evaluate_through_the_service_equals_local(kserve_url, ws):
     from physical.evaluate import summary_table
 
     assert "oip:lite0" in transfer_table(doc["transfer"]) and "oip:lite0 " in summary_table(doc)
+    # the report names the service it judged by: URL (no credentials), model, server
+    from physical.report import build_report
+
+    html = build_report(ws, "t").read_text(encoding="utf-8")
+    assert f"<code>{kserve_url}/v2/models/lite0</code> · model <b>lite0</b>" in html
+    assert "(UINT8 input)" in html
 
 
 def test_transforms_through_the_service(kserve_url, ws):

@@ -81,6 +81,7 @@ def sections(inp: RunInputs, assets: gallery.Assets, *, sample: int, threshold: 
         "stages": stages, "missing": [s for s in stages if not s["done"]],
         "attacks": tables.attack_list(m), "eps_all": tables.eps_all(m),
         "models": metrics.models if metrics else [],
+        "services": tables.services(metrics),
         "tables": paper, "headline": tables.headline(paper),
         "thresholds": thresholds,
         "threshold_used": next((f"{r['threshold']:g}" for t in thresholds for r in t["rows"]

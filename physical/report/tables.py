@@ -342,3 +342,18 @@ def ingest_summary(ingest: Ingest, manifest: Manifest) -> dict:
         "reproj_median": float(np.median(reproj)) if reproj else None,
         "reproj_max": max(reproj) if reproj else None,
     }
+
+
+def services(metrics) -> list[dict]:
+    """The evaluating models behind an Open Inference Protocol service, as evaluate recorded them
+    (URL without credentials, model, version, platform, server): the report names what it judged."""
+    out = []
+    for m in (metrics.run.get("models") or []) if metrics else []:
+        s = m.get("service") if isinstance(m, dict) else None
+        if isinstance(s, dict):
+            server = s.get("server") if isinstance(s.get("server"), dict) else {}
+            out.append({"spec": m.get("spec"), "url": s.get("url"), "model": s.get("model"),
+                        "version": s.get("version"), "platform": s.get("platform"),
+                        "server": " ".join(str(v) for v in (server.get("name"), server.get("version")) if v),
+                        "input": (s.get("input") or {}).get("datatype")})
+    return out
