@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from physical.errors import PhysicalError
-from physical.evaluate.inputs import Photos, RunData, load_photos, load_run
+from physical.evaluate.inputs import Photos, RunData, _num, load_photos, load_run
 from physical.evaluate.prediction import EvalModel, png_predictions, predict_items, prepare_models, _scatter
 from physical.evaluate.rows import (CI_KEYS, PREFILTER_CONFIDENCE, ROW_KEYS, rows_csv, stage_rows,
                                     summary_table, transfer_matrix)
@@ -42,11 +42,6 @@ def _check(threshold: float, batch_size: int) -> float:
     if batch_size < 1:
         raise PhysicalError(f"--batch-size must be at least 1, got {batch_size}")
     return threshold
-
-
-def _num(x):
-    x = float(x)
-    return int(x) if x.is_integer() else x
 
 
 def _labels(em: EvalModel) -> np.ndarray:
