@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from physical import records
+from physical.errors import PhysicalError
 from physical.distributed import is_writer
 from physical.evaluate.rows import rows_csv, sort_rows
 from physical.workspace import Workspace, atomic_write_text
@@ -48,7 +49,7 @@ def merge_transforms(ws: Workspace, run: str, doc: dict) -> dict:
     """Keep the transform rows of models this call did not run, when made from the same craft."""
     try:
         old = records.read_optional(records.TRANSFORMS, ws, run)
-    except Exception:  # a damaged earlier file is replaced, not merged
+    except PhysicalError:  # a damaged earlier file is replaced, not merged
         return doc
     if old is None or old.transforms.get("manifest_sha256") != doc["transforms"]["manifest_sha256"]:
         return doc
@@ -85,7 +86,7 @@ def prediction_rows(model: str, stage: str, image_ids: Sequence[str], labels: Se
 def _same_craft(kind: records.Kind, ws: Workspace, run: str, manifest_sha256: str) -> bool:
     try:
         rec = records.read_optional(kind, ws, run)
-    except Exception:
+    except PhysicalError:   # a damaged file: its rows are not kept
         return False
     return rec is not None and rec.run.manifest_sha256 == manifest_sha256
 
