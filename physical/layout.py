@@ -77,7 +77,7 @@ from pathlib import Path
 
 from physical import geometry, markers, records
 from physical.errors import PhysicalError
-from physical.layout_history import (SCHEMA, _keep, _link_or_copy, _new_layout_id, ensure_pdf,  # noqa: F401
+from physical.layout_history import (SCHEMA, _keep, _copy_file, _new_layout_id, ensure_pdf,  # noqa: F401
                                      history_dir, kept_layouts, read_layout)
 from physical.workspace import (Workspace, atomic_write_bytes, atomic_write_json, read_json, run_locked,
                                 sha256_bytes, sha256_file)
@@ -554,7 +554,7 @@ def make_layout(ws: Workspace, run: str, paper: str = "a4", dpi: int = 600, imag
     layout = records.parse(records.LAYOUT, layout, layout_path, run).dump()   # the record's type, checked
     atomic_write_json(old, layout)
     atomic_write_json(layout_path, layout)               # the commit (validated above): names its PDF by pdf_sha256
-    _link_or_copy(folder / pdf_path.name, pdf_path)
+    _copy_file(folder / pdf_path.name, pdf_path)
     summary = summarize(layout, pdf_path)
     return LayoutResult(pdf_path, layout_path, layout, summary)
 

@@ -10,8 +10,8 @@ differs from every kept layout's and from the run's schema-1 tag (markers.py, "I
 rule"), which is what lets one photo's markers name one layout.
 
 Pairing: layout.json names its PDF by ``pdf_sha256``. `physical layout` writes the new pair to
-``layouts/<id>/`` first, then replaces ``layout.json`` (the commit), then the PDF (a hard link to
-the kept copy). An interruption between the last two leaves the earlier PDF beside the new
+``layouts/<id>/`` first, then replaces ``layout.json`` (the commit), then the PDF (a copy of the
+kept one, never a hard link: a PDF edited in place must not damage the copy that restores it). An interruption between the last two leaves the earlier PDF beside the new
 layout.json: `ensure_pdf` (called by layout, simulate and ingest) restores the right one from
 ``layouts/<id>/``. Before the commit nothing the user sees has changed; the new layout's folder
 is then an unprinted layout that ingest reads harmlessly.
@@ -19,7 +19,6 @@ is then an unprinted layout that ingest reads harmlessly.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
 from pathlib import Path
@@ -120,7 +119,7 @@ def _keep(ws: Workspace, run: str, current: dict) -> None:
     if (folder / "layout.json").exists():
         return
     if pdf_path.exists() and sha256_file(pdf_path) == current.get("pdf_sha256"):
-        _link_or_copy(pdf_path, folder / pdf_path.name)
+        _copy_file(pdf_path, folder / pdf_path.name)
     else:
         log.warning("%s is not the PDF %s describes: keeping the layout without it", pdf_path, layout_path)
     atomic_write_bytes(folder / "layout.json", layout_path.read_bytes())
@@ -138,7 +137,7 @@ def ensure_pdf(ws: Workspace, run: str, layout: dict, required: bool = True) -> 
     if kept.exists() and sha256_file(kept) == want:
         log.warning("%s is not the PDF layout.json describes (an interrupted `physical layout`): restored it "
                     "from %s", pdf_path, kept)
-        _link_or_copy(kept, pdf_path)
+        _copy_file(kept, pdf_path)
         return pdf_path
     if required:
         state = "is not the PDF" if pdf_path.exists() else "is missing, the PDF"
@@ -147,18 +146,7 @@ def ensure_pdf(ws: Workspace, run: str, layout: dict, required: bool = True) -> 
     return pdf_path
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Atomically put `src`'s content at `dst`: a hard link when the file system allows (the
-    kept copy and the printable PDF share their bytes), else a copy."""
+def _copy_file(src: Path, dst: Path) -> None:
+    """Atomically put a copy of `src`'s bytes at `dst` (its own inode: editing one leaves the other)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        os.link(src, tmp)
-    except OSError:
-        atomic_write_bytes(dst, src.read_bytes())
-        return
-    try:
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dst, src.read_bytes())

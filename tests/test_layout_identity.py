@@ -274,7 +274,7 @@ def test_interrupted_layout_never_leaves_an_unpaired_pdf(tmp_path, monkeypatch, 
             return real(*args, **kw)
         return write
 
-    for name in ("atomic_write_bytes", "atomic_write_json", "_link_or_copy"):
+    for name in ("atomic_write_bytes", "atomic_write_json", "_copy_file"):
         monkeypatch.setattr(layout_mod, name, crashing(getattr(layout_mod, name)))
     with pytest.raises(KeyboardInterrupt):
         layout_mod.make_layout(ws, run, image_mm=56, force=True)
@@ -401,3 +401,20 @@ def test_a_foreign_marker_where_a_slot_has_its_own_refuses_that_slot():
     photo = [M.Detection(foreign, d.corners_px) if d.id == bl1 else d for d in photo]
     idf = M.identify(photo, lay)
     assert idf.status == M.STATUS_OK and [s.slot for s in idf.slots] == [0, 2]
+
+
+def test_pdf_edited_in_place_leaves_its_kept_copy_to_restore_it(tmp_path):
+    """The printable PDF and its copy in layouts/<id>/ are separate files: an editor that rewrites
+    the PDF in place (same inode) must not damage the copy that `ensure_pdf` restores it from."""
+    run = "e"
+    ws = make_fake_run(tmp_path, run=run, ids=("a",), size=SIZE)
+    lay = layout_mod.make_layout(ws, run, image_mm=60).layout
+    pdf = ws.pdf_path(run)
+    kept = layout_history.history_dir(ws, run) / lay["layout_id"] / pdf.name
+    good = pdf.read_bytes()
+    with open(pdf, "r+b") as f:                     # in place: same inode
+        f.seek(0)
+        f.write(b"%PDF-9.9")
+    assert kept.read_bytes() == good
+    layout_history.ensure_pdf(ws, run, lay)
+    assert pdf.read_bytes() == good
