@@ -3,7 +3,8 @@ fitted on that device's chart photos, against simulate's presets; and EOT throug
 vs through `typical`, photographed by the device (issue 12's `--channel PROFILE`).
 
     python benchmarks/calibrate_agreement.py [--n 40] [--photos-per-page 2] [--resolution 4000x3000]
-                                             [--eot-n 12] [--eps 8] [--samples 8] [--keep DIR]
+                                             [--light other,same] [--eot-n 12] [--eps 8] [--samples 8]
+                                             [--target 924] [--keep DIR [--reuse]]
 
 The "device" is a printer and phone unlike every preset *and* unlike simulate's model (`Device`):
 its printer mixes the inks (a 3×3 cross-talk in linear light: a colour cast that no per-channel
@@ -13,13 +14,17 @@ camera defocuses, is noisier than typical, stores JPEG at quality 80, and applie
 after exposure (saturation × 1.2, a highlight roll-off). Geometry and light are simulate's
 (typical). Steps: chart → 3 device photos → `calibrate.fit`; real photos (benchmarks/photoset.py)
 as a run of clean PNGs → layout (A4, 40 mm) → photos through (a) the device (seed 1), (b)
-`simulate --profile` (seed 2), (c) each preset (seed 2) → ingest. Per image, over all its crops:
+`simulate --profile`, (c) each preset → ingest; (b) and (c) twice: "other light" (seed 2: other
+geometry and light draws, as two sessions with one device; the device itself again with seed 2
+is the floor) and "same light" (seed 1: the device's own geometry and light draws, so only the
+printer + camera differ). Per image, over all its crops:
 mean colour (CIEDE2000 of (b) and (c) against (a); targets: profile ≤ 4 and ≤ half the nearest
 preset) and the model's clean top-1 (target: profile within 10 points of the device; labels: the
 model's top-1 on the clean PNG, and the true label where the photo has one). Then EOT at --eps
 on the first --eot-n images, crafted by `physical craft` through `--channel profile.json` and
 through `--channel typical` (BIM beside them), each laid out and photographed by the device:
-digital success, photo top-1, destruction rate (the paper's; survival = 1 − destruction).
+digital success, photo top-1, destruction rate (the paper's; survival = 1 − destruction); with
+--target also targeted success and survival.
 Asserts nothing.
 """
 from __future__ import annotations
@@ -102,6 +107,10 @@ class Device:
             simulate.print_page, simulate.photograph, simulate.draw_camera = real
 
 
+def _pct(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0%}"
+
+
 def crops_of(ws: Workspace, run: str) -> dict:
     """image id → list of clean crops (uint8 RGB), every photo's."""
     out: dict = {}
@@ -120,26 +129,35 @@ def main() -> None:
     ap.add_argument("--eot-n", type=int, default=12)
     ap.add_argument("--eps", type=float, default=8)
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--target", default=None, help="also targeted EOT/BIM to this class (e.g. 924)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", default=None, help="workspace folder to keep (default: a temporary one)")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: reuse the profile and photos already there")
+    ap.add_argument("--light", default="other,same", help="other: sources photographed with other light draws "
+                    "than the device's; same: with the same draws (only printer + camera differ)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     w, h = (int(v) for v in args.resolution.split("x"))
     from physical.models import load_model, predict
 
     root = args.keep or tempfile.mkdtemp(prefix="physical-calagree-")
-    shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root)
+    if not args.reuse:
+        shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root, exist_ok=True)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     try:
-        chart.write_chart(os.path.join(root, "chart"), "a4")
-        with Device.installed():
-            calibrate.simulate_chart_photos(os.path.join(root, "chart"), os.path.join(root, "chart-photos"),
-                                            camera=Device.CAMERA, seed=0, n=args.chart_photos, resolution=(w, h),
-                                            preset="typical")
-        profile, lines = calibrate.fit(os.path.join(root, "chart-photos"))
-        prof_path = calibrate.write_profile(profile, os.path.join(root, "profile.json"))
+        prof_path = os.path.join(root, "profile.json")
+        if not os.path.exists(prof_path):
+            chart.write_chart(os.path.join(root, "chart"), "a4")
+            with Device.installed():
+                calibrate.simulate_chart_photos(os.path.join(root, "chart"), os.path.join(root, "chart-photos"),
+                                                camera=Device.CAMERA, seed=0, n=args.chart_photos, resolution=(w, h),
+                                                preset="typical")
+            profile, lines = calibrate.fit(os.path.join(root, "chart-photos"))
+            calibrate.write_profile(profile, prof_path)
+        else:
+            lines = calibrate.report_lines(calibrate.load_profile(prof_path).dump())
         print(f"device chart: {args.chart_photos} photos {w}x{h}; fit:")
         print("\n".join("  " + ln for ln in lines))
 
@@ -147,27 +165,29 @@ def main() -> None:
         ids, images, true = photoset.photos(args.n)
         by_model = photoset.label_by_model(model, images)
         print(photoset.describe(ids))
-        base = write_run(os.path.join(root, "base"), ids, images, "a")
-        lay = layout_mod.make_layout(base, "a").layout
+        if os.path.exists(os.path.join(root, "base", "printouts", "a", "layout.json")):
+            base = Workspace(os.path.join(root, "base"))
+            lay = records.read(records.LAYOUT, base, "a").dump()
+        else:
+            base = write_run(os.path.join(root, "base"), ids, images, "a")
+            lay = layout_mod.make_layout(base, "a").layout
 
         def shoot(name, **kw):
             ws = Workspace(os.path.join(root, name))
-            shutil.copytree(base.printouts("a"), ws.printouts("a"))
-            simulate.simulate_run(ws, "a", photos_per_page=args.photos_per_page, resolution=(w, h), **kw)
-            ingest.ingest_run(ws, "a", workers=args.workers)
+            if not (args.reuse and ws.ingest_path("a").exists()):
+                shutil.rmtree(ws.root, ignore_errors=True)
+                shutil.copytree(base.printouts("a"), ws.printouts("a"))
+                simulate.simulate_run(ws, "a", photos_per_page=args.photos_per_page, resolution=(w, h), **kw)
+                ingest.ingest_run(ws, "a", workers=args.workers)
             return crops_of(ws, "a")
 
+        # seed 1: the device's own photos. "same light": every source photographed with seed 1 too, so
+        # geometry and light are drawn alike and only the printer + camera differ; "other light": seed 2,
+        # and the device photographed again with seed 2 is the floor (one device, other photos).
         with Device.installed():
-            shots = {"device": shoot("device", preset="typical", seed=1)}
-        shots["profile"] = shoot("profile", preset="typical", seed=2, profile=prof_path)
-        for preset in simulate.PRESETS:
-            shots[preset] = shoot(preset, preset=preset, seed=2)
-        n_photos = len(lay["pages"]) * args.photos_per_page
-        print(f"run: {len(ids)} images on {len(lay['pages'])} pages, {n_photos} photos {w}x{h} per source "
-              f"({time.perf_counter() - t0:.0f} s so far)")
-
+            dev = shoot("device", preset="typical", seed=1)
+            again = shoot("device-again", preset="typical", seed=2) if "other" in args.light else None
         index = {i: k for k, i in enumerate(ids)}
-        dev = shots["device"]
 
         def accuracy(got, labels):
             per = []
@@ -178,31 +198,41 @@ def main() -> None:
                     per.append(float(np.mean(top == lab)))
             return float(np.mean(per)), len(per)
 
-        results = {}
-        for name, got in shots.items():
-            common = [i for i in ids if i in got and i in dev]
-            if not common:
-                print(f"  {name}: no image recovered from its photos")
-                continue
-            a = np.array([np.mean([c.reshape(-1, 3).mean(0) for c in got[i]], 0) for i in common])
-            b = np.array([np.mean([c.reshape(-1, 3).mean(0) for c in dev[i]], 0) for i in common])
-            de = calibrate.delta_e(a, b)
-            results[name] = {"de": de, "n": len(common), "acc": accuracy(got, by_model), "acc_true": accuracy(got, true)}
-        dacc, dtrue = results["device"]["acc"], results["device"]["acc_true"]
-        print(f"clean top-1 on device crops: {dacc[0]:.1%} vs the model's clean top-1 (n = {dacc[1]} images), "
-              f"{dtrue[0]:.1%} vs true labels (n = {dtrue[1]})")
-        for name, r in results.items():
-            if name == "device":
-                continue
-            a, at = r["acc"], r["acc_true"]
-            print(f"  {name:8s}: per-image mean colour CIEDE2000 vs the device: mean {r['de'].mean():.2f}, "
-                  f"p90 {np.percentile(r['de'], 90):.2f} ({r['n']} images); clean top-1 {a[0]:.1%} "
-                  f"({100 * (a[0] - dacc[0]):+.1f} points), true labels {at[0]:.1%} ({100 * (at[0] - dtrue[0]):+.1f})")
-        nearest = min((r["de"].mean(), k) for k, r in results.items() if k not in ("device", "profile"))
-        prof = results["profile"]["de"].mean()
-        print(f"profile {prof:.2f} vs nearest preset ({nearest[1]}) {nearest[0]:.2f}: ratio {prof / nearest[0]:.2f}; "
-              f"top-1 difference {100 * (results['profile']['acc'][0] - dacc[0]):+.1f} points "
-              "(targets: ≤ 4, ≤ 0.5, within 10 points)")
+        dacc, dtrue = accuracy(dev, by_model), accuracy(dev, true)
+        print(f"run: {len(ids)} images on {len(lay['pages'])} pages, {len(lay['pages']) * args.photos_per_page} "
+              f"photos {w}x{h} per source; clean top-1 on the device's crops: {dacc[0]:.1%} vs the model's clean "
+              f"top-1 (n = {dacc[1]} images), {dtrue[0]:.1%} vs true labels (n = {dtrue[1]})")
+        for light in args.light.split(","):
+            seed, suffix = (1, "-same") if light == "same" else (2, "")
+            shots = {"profile": shoot("profile" + suffix, preset="typical", seed=seed, profile=prof_path)}
+            for preset in simulate.PRESETS:
+                shots[preset] = shoot(preset + suffix, preset=preset, seed=seed)
+            if light == "other":
+                shots["device again"] = again
+            print(f"{light} light (seed {seed} vs the device's seed 1):")
+            results = {}
+            for name, got in shots.items():
+                common = [i for i in ids if i in got and i in dev]
+                if not common:
+                    print(f"  {name}: no image recovered from its photos")
+                    continue
+                a = np.array([np.mean([c.reshape(-1, 3).mean(0) for c in got[i]], 0) for i in common])
+                b = np.array([np.mean([c.reshape(-1, 3).mean(0) for c in dev[i]], 0) for i in common])
+                de = calibrate.delta_e(a, b)
+                results[name] = de
+                acc, acc_true = accuracy(got, by_model), accuracy(got, true)
+                print(f"  {name:12s}: per-image mean colour CIEDE2000 vs the device: mean {de.mean():.2f}, "
+                      f"p90 {np.percentile(de, 90):.2f} ({len(common)} images); clean top-1 {acc[0]:.1%} "
+                      f"({100 * (acc[0] - dacc[0]):+.1f} points), true labels {acc_true[0]:.1%} "
+                      f"({100 * (acc_true[0] - dtrue[0]):+.1f})")
+                if name == "profile":
+                    prof_acc = acc[0]
+            nearest = min((de.mean(), k) for k, de in results.items() if k in simulate.PRESETS)
+            prof = results["profile"].mean()
+            print(f"  profile {prof:.2f} vs nearest preset ({nearest[1]}) {nearest[0]:.2f}: ratio "
+                  f"{prof / nearest[0]:.2f}; top-1 difference {100 * (prof_acc - dacc[0]):+.1f} points "
+                  "(targets: ≤ 4, ≤ 0.5, within 10 points)")
+        print(f"({time.perf_counter() - t0:.0f} s so far)")
 
         if args.eot_n:
             eot_survival(root, ids[:args.eot_n], images[:args.eot_n], by_model[:args.eot_n], prof_path, args, (w, h))
@@ -215,6 +245,7 @@ def main() -> None:
 
 def eot_survival(root, ids, images, labels, prof_path, args, resolution) -> None:
     folder = os.path.join(root, "eot-source")
+    shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     with open(os.path.join(folder, "labels.csv"), "w", newline="") as f:
         wr = csv.writer(f)
@@ -225,30 +256,42 @@ def eot_survival(root, ids, images, labels, prof_path, args, resolution) -> None
                   eot_samples=args.samples, progress=False)
     print(f"EOT at ε = {args.eps:g}, K = {args.samples}, on {len(ids)} images (labels: the model's clean top-1), "
           f"photographed by the device ({args.photos_per_page} photos per page):")
-    for name, channel, attacks in (("profile", str(prof_path), ("eot",)), ("typical", "typical", ("bim", "eot"))):
-        ws = Workspace(os.path.join(root, f"eot-{name}"))
-        t = time.process_time()
-        craft(ws, "r", CraftOptions(attacks=attacks, channel=channel, **common))
-        dt = time.process_time() - t
-        layout_mod.make_layout(ws, "r")
-        with Device.installed():
-            simulate.simulate_run(ws, "r", preset="typical", photos_per_page=args.photos_per_page, seed=3,
-                                  resolution=resolution)
-        ingest.ingest_run(ws, "r", workers=args.workers)
-        doc = evaluate.evaluate(ws, "r", progress=False)
-        rows = {(r["variant"], r["stage"]): r for r in doc["rows"] if r["subset"] == "average"}
-        for attack in attacks:
-            v = f"{attack}-eps{args.eps:g}"
-            png, photo = rows[(v, "png")], rows.get((v, "photo"))
-            label = f"{attack} through {name}" if attack == "eot" else "bim"
-            if photo is None:
-                print(f"  {label:<20} no photo rows")
-                continue
-            d = photo["destruction_top1"]
-            print(f"  {label:<20} digital success {1 - png['adv_top1']:.0%}, photo top-1 {photo['adv_top1']:.0%} "
-                  f"(clean {photo['clean_top1']:.0%}), destruction {'—' if d is None or math.isnan(d) else f'{d:.0%}'}"
-                  f" (n = {photo['destruction_n']}); craft {dt:.0f} s CPU")
-
+    runs = [("profile", str(prof_path), ("eot",)), ("typical", "typical", ("bim", "eot"))]
+    for target in [None] + ([args.target] if args.target else []):
+        if target is not None:
+            print(f"targeted to {target} (images of that class skipped):")
+        for name, channel, attacks in runs:
+            ws = Workspace(os.path.join(root, f"eot-{name}" + (f"-to{target}" if target else "")))
+            t = time.process_time()
+            if args.reuse and ws.metrics_path("r").exists():
+                doc, dt = records.read(records.METRICS, ws, "r").dump(), float("nan")
+            else:
+                shutil.rmtree(ws.root, ignore_errors=True)
+                craft(ws, "r", CraftOptions(attacks=attacks, channel=channel, target=target, **common))
+                dt = time.process_time() - t
+                layout_mod.make_layout(ws, "r")
+                with Device.installed():
+                    simulate.simulate_run(ws, "r", preset="typical", photos_per_page=args.photos_per_page, seed=3,
+                                          resolution=resolution)
+                ingest.ingest_run(ws, "r", workers=args.workers)
+                doc = evaluate.evaluate(ws, "r", progress=False)
+            rows = {(r["variant"], r["stage"]): r for r in doc["rows"] if r["subset"] == "average"}
+            for attack in attacks:
+                key = next((k for k in rows if k[1] == "png" and k[0].startswith(f"{attack}-eps{args.eps:g}")), None)
+                png, photo = (rows[key], rows.get((key[0], "photo"))) if key else (None, None)
+                label = f"{attack} through {name}" if attack == "eot" else "bim"
+                if photo is None:
+                    print(f"  {label:<20} no photo rows")
+                    continue
+                if target is None:
+                    d = photo["destruction_top1"]
+                    print(f"  {label:<20} digital success {_pct(1 - png['adv_top1'])}, photo top-1 "
+                          f"{_pct(photo['adv_top1'])} (clean {_pct(photo['clean_top1'])}), destruction "
+                          f"{_pct(d)} (n = {photo['destruction_n']}); craft {dt:.0f} s CPU")
+                else:
+                    print(f"  {label:<20} targeted success digital {_pct(png['targeted_success_digital'])}, photo "
+                          f"{_pct(photo['targeted_success'])}, survival {_pct(photo['targeted_survival'])} "
+                          f"(n = {photo['targeted_survival_n']}); craft {dt:.0f} s CPU")
 
 if __name__ == "__main__":
     main()
