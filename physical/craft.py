@@ -111,6 +111,7 @@ def _check_compatible(old: dict, info: dict, settings: dict, run: str) -> None:
         before = old.get("attacks", {}).get(name)
         if before is None:
             continue
+        robust.check_same_channel(run, name, before, entry)
         # Steps are per ε: only the ε values both runs made must agree.
         shared = set(before.get("steps", {})) & set(entry.get("steps", {}))
         for key, then, now in [("alpha", before.get("alpha"), entry.get("alpha")),

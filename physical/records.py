@@ -84,10 +84,36 @@ class ModelInfo(Record):
     num_classes: int = 1000
 
 
+class ProfileRef(Record):
+    """The calibration profile an EOT channel was built from (`--channel profile.json`)."""
+
+    path: str                       # as resolved when crafting
+    sha256: str                     # of the file: its identity (the file may move)
+    chart: dict[str, Any]           # the chart it was fitted on: name, version, id, paper
+    heldout_mean_de00: float | None = None
+
+
+class ChannelRec(Record):
+    """The channel eot variants were optimised through (`physical.channel.Channel.describe`)."""
+
+    table: str                      # a preset's name, or "profile"
+    stages: list[str]
+    ranges: dict[str, list[float]] = {}
+    preset: str | None = None       # with a profile: the preset geometry and light are drawn from
+    profile: ProfileRef | None = None
+
+
+class AttackEntry(Record):
+    """One entry of the manifest's attacks block (settings are recorded; the channel is typed)."""
+
+    eps: list[float] = []
+    channel: ChannelRec | None = None
+
+
 class Manifest(FileRecord):
     created: str
     model: ModelInfo
-    attacks: dict[str, dict[str, Any]]
+    attacks: dict[str, AttackEntry]
     seed: int = 0
     versions: dict[str, str] = {}
     source: dict[str, Any] = {}

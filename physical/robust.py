@@ -49,13 +49,20 @@ HOW_TO_NAME = ("name a class by its index 0-999 (e.g. 924), its wnid (e.g. n0758
 
 
 def channel_for(spec: str):
-    """The channel of `--channel`: a preset name (a calibration profile path once profiles exist)."""
-    from physical.channel import Channel
-    from physical.presets import PRESETS
+    """The channel of `--channel`: a preset name or a calibration profile's path (physical/profile_channel.py)."""
+    from physical.profile_channel import channel_for as resolve
 
-    if spec not in PRESETS:
-        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join(PRESETS)})")
-    return Channel(spec)
+    return resolve(spec)
+
+
+def check_same_channel(run: str, name: str, before: dict, now: dict) -> None:
+    """A resumed craft keeps earlier eot variants only if they went through the same channel."""
+    from physical.profile_channel import channel_identity
+
+    then, new = channel_identity(before), channel_identity(now)
+    if then is not None and new is not None and then != new:
+        raise PhysicalError(f"run {run!r} made {name} through another channel ({then[0]} {then[1]} vs "
+                            f"{new[0]} {new[1]}); use --force, or another --run")
 
 
 def plan(options, table) -> Plan:

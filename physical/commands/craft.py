@@ -22,8 +22,9 @@ from physical.commands.scale import procs_option, relaunched, shard_option
               help="EOT: channel samples averaged per step (one batched forward/backward).")
 @click.option("--eot-steps", default=None, type=click.IntRange(1, 10000), metavar="N",
               help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)).")
-@click.option("--channel", default="typical", show_default=True, metavar="PRESET",
-              help="EOT: the print + photo channel, a simulate preset (mild, typical, harsh).")
+@click.option("--channel", default="typical", show_default=True, metavar="PRESET|PROFILE",
+              help="EOT: the print + photo channel: a simulate preset (mild, typical, harsh), or a profile.json "
+                   "of `physical calibrate fit` (its colour, blur, noise and JPEG; geometry and light from typical).")
 @click.option("--target", default=None, metavar="CLASS",
               help="Make fgsm, bim and eot targeted: class index, wnid or name (e.g. 924, guacamole). "
                    "Variants are named <attack>-eps<ε>-to<index>.")
@@ -49,6 +50,7 @@ def craft(ctx, images, labels, run, attacks, eps, alpha, steps, limit, seed, mod
       physical craft --images ~/imagenet/val --labels val.csv --run r1 --limit 100
       physical craft --images ~/imagenet/val --run r1 --procs 2       # two ranks on this machine
       physical craft --images demo --run cat --attacks bim,eot --eps 16 --target guacamole
+      physical craft --images DIR --run r2 --attacks eot --eps 16 --channel profile.json
     """
     if relaunched(ctx, procs):
         return
