@@ -137,6 +137,7 @@ class Variant:
     sha256: str | None   # as craft recorded it: the gallery shows only that file
     pred: Pred | None
     flipped: bool        # top-1 changed when the float image was saved as 8-bit PNG
+    target: int | None = None   # targeted variants (`…-to<class>`): the class aimed at
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,11 @@ def _variant(name: str, rec: dict) -> Variant:
         attack, eps = str(rec["attack"]), num(rec.get("eps"))
     else:
         attack, eps = variant_parts(name)
+    target = _int(rec.get("target"))
+    if target is None and (m := _VARIANT.match(name)) and m["target"]:
+        target = int(m["target"])
     return Variant(name, attack, eps, _text(rec.get("file")), _text(rec.get("sha256")), Pred.of(rec.get("pred")),
-                   bool(rec.get("quantization_flipped")))
+                   bool(rec.get("quantization_flipped")), target)
 
 
 def _image(im: dict) -> ImageRec:
@@ -244,6 +248,8 @@ class Row:
     n: int | None
     values: dict[str, float | None]
     cis: dict[str, tuple[float, float]]
+    variant: str | None = None
+    target: int | None = None    # targeted variants' rows: the class aimed at (None: untargeted)
 
     def v(self, name: str) -> float | None:
         return self.values.get(name)
@@ -261,11 +267,16 @@ _ROW_KEYS = ("model", "attack", "eps", "stage", "subset", "n", "variant", "craft
 
 
 def row_view(r: dict) -> Row:
+    variant = _text(r.get("variant"))
+    target = _int(r.get("target"))
+    if target is None and variant and (m := _VARIANT.match(variant)) and m["target"]:
+        target = int(m["target"])
     return Row(model=str(r.get("model")), attack=str(r["attack"]) if r.get("attack") is not None else "clean",
                eps=num(r.get("eps")), stage=str(r.get("stage")), subset=str(r.get("subset") or "average"),
                n=_int(r.get("n")),
                values={k: num(v) for k, v in r.items() if k not in _ROW_KEYS and not k.endswith("_ci")},
-               cis={k[:-3]: c for k, v in r.items() if k.endswith("_ci") and (c := _pair(v)) is not None})
+               cis={k[:-3]: c for k, v in r.items() if k.endswith("_ci") and (c := _pair(v)) is not None},
+               variant=variant, target=target)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from physical.errors import PhysicalError
-from physical.report import gallery, plots as P, tables
+from physical.report import gallery, plots as P, robust, tables
 from physical.report.inputs import ClassNames, RunInputs, num, read_run
 from physical.workspace import Workspace, atomic_write_text, package_versions, run_locked
 
@@ -25,6 +25,7 @@ def environment():
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = lambda v, digits=1: "—" if num(v) is None else f"{100 * num(v):.{digits}f}"
     env.filters["ci"] = lambda c: "" if not c else f"{100 * c[0]:.0f}–{100 * c[1]:.0f}"
+    env.filters["prob"] = lambda p: f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
     env.filters["short"] = lambda s, n=12: (str(s)[:n] + "…") if s and len(str(s)) > n else (s or "—")
     return env
 
@@ -32,7 +33,7 @@ def environment():
 def plots(inp: RunInputs, primary: str, threshold: float, curves: dict, matrix: dict | None
           ) -> list[tuple[str, str, str, Callable]]:
     """(file name, title, caption, figure builder) of every plot, in page order."""
-    rows = inp.metrics.rows if inp.metrics else []
+    rows = tables.untargeted(inp.metrics.rows) if inp.metrics else []   # targeted ones: the robust section
     return [
         ("accuracy_vs_eps.png", "Accuracy vs ε",
          f"Adversarial accuracy of {primary} per attack; left: the digital PNGs, right: photographed. "
@@ -65,6 +66,8 @@ def sections(inp: RunInputs, assets: gallery.Assets, *, sample: int, threshold: 
     paper = tables.paper_tables(metrics, m)
     thresholds = tables.threshold_table(metrics)
     curves = tables.acceptance_curves(m)
+    if set(curves) <= {"clean"} and robust.applies(m):   # only targeted attacks: a clean-only curve says nothing
+        curves = {}
     matrix = tables.transfer_matrix(metrics)
     primary = paper[0]["model"] if paper else str(m.model.spec)
     figures = []
@@ -90,6 +93,7 @@ def sections(inp: RunInputs, assets: gallery.Assets, *, sample: int, threshold: 
         "plots": figures, "matrix": matrix,
         "gallery": gallery.galleries(inp, names, assets, sample),
         "ingest": ingest,
+        "robust": robust.section(inp, names, assets),
     }
 
 
