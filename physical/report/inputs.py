@@ -7,6 +7,8 @@
     reports/<run>/metrics.json      the paper's Table 1, plots, the transfer matrix, and the
                                     crop predictions evaluate stored (schema: docs/metrics.md)
     reports/<run>/transforms.json   the transform rows (paper Section 4)
+    captures/<run>/profile.json     the calibration profile of `simulate --profile` (or the one
+                                    the manifest's EOT channel names), for the calibration section
 
 Every file but the manifest is optional. Each is read once and normalised here into the small
 frozen records below, so tables, plots and gallery index fields directly instead of re-checking
@@ -390,6 +392,8 @@ class RunInputs:
     simulated: bool                # captures/<run>/simulated.json exists
     has_metrics_csv: bool
     problems: list[str]            # optional files that could not be read
+    profile: dict | None = None    # the calibration profile the run was made with (read_profile)
+    profile_origin: str | None = None   # where it came from, in words
 
 
 def _read_optional(kind: records.Kind, ws: Workspace, run: str, problems: list[str]) -> dict | None:
@@ -429,17 +433,73 @@ def list_photos(ws: Workspace, run: str) -> list[Path]:
     return ws.list_photos(run)
 
 
+def load_profile_bytes(data: bytes, source: Path | str) -> dict:
+    """A profile's bytes → its validated document (physical.profiles; one line for anything else)."""
+    import json
+
+    from physical.profiles import parse_profile
+
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise PhysicalError(f"{source} is not JSON ({exc})") from None
+    return parse_profile(doc, source).dump()
+
+
+def read_profile(ws: Workspace, run: str, manifest_doc: dict, problems: list[str]) -> tuple[dict | None, str | None]:
+    """The calibration profile the run was made with, and where it came from: the copy `simulate
+    --profile` keeps in captures/<run>/ (sha-checked), else the profile an EOT channel was
+    fitted through (`craft --channel profile.json`: the path and sha256 its manifest records),
+    when that file is still there unchanged. (None, None) when the run used none."""
+    from physical.workspace import read_verified, sha256_bytes
+
+    try:
+        sim = records.read_optional(records.SIMULATED, ws, run)
+    except PhysicalError as exc:
+        problems.append(str(exc))
+        sim = None
+    if sim is not None and sim.profile is not None and sim.profile.file:
+        path = inside(ws.captures(run), sim.profile.file)
+        if path is None:
+            problems.append(f"{ws.captures(run) / sim.profile.file} (the profile simulate used) is missing: "
+                            f"re-run `physical simulate --run {run} --profile FILE --force`")
+            return None, None
+        try:
+            data = read_verified(path, sim.profile.sha256, f"physical simulate --run {run} --profile FILE --force")
+            return load_profile_bytes(data, path), "the photos were simulated through it (simulate --profile)"
+        except PhysicalError as exc:
+            problems.append(str(exc))
+            return None, None
+    for name, params in _dict(manifest_doc.get("attacks")).items():
+        prof = _dict(_dict(_dict(params).get("channel")).get("profile"))
+        path = Path(str(prof["path"])) if prof.get("path") else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            data = path.read_bytes()
+            if prof.get("sha256") and sha256_bytes(data) != prof["sha256"]:
+                problems.append(f"{path} changed since `physical craft` used it for {name}'s channel: not shown")
+                continue
+            return load_profile_bytes(data, path), f"{name} was crafted through it (craft --channel {path.name})"
+        except (OSError, PhysicalError) as exc:
+            problems.append(f"{path}: {exc}")
+    return None, None
+
+
 def read_run(ws: Workspace, run: str) -> RunInputs:
-    manifest = read_manifest(ws, run)
+    manifest_doc = ws.load_manifest(run).dump()
+    manifest = manifest_view(manifest_doc)
     problems: list[str] = []
     out, pdf = ws.reports(run), ws.pdf_path(run)
+    profile, origin = read_profile(ws, run, manifest_doc, problems)
     return RunInputs(
         run=run, manifest=manifest, ingest=read_ingest(ws, run, problems),
         metrics=read_metrics(ws, run, problems), photos=list_photos(ws, run),
         printouts=ws.printouts(run), captures=ws.captures(run), out=out,
         has_layout=ws.layout_path(run).exists(), pdf_name=pdf.name if pdf.exists() else None,
         simulated=ws.simulated_path(run).exists(),
-        has_metrics_csv=ws.metrics_csv_path(run).exists(), problems=problems)
+        has_metrics_csv=ws.metrics_csv_path(run).exists(), problems=problems, profile=profile,
+        profile_origin=origin)
 
 
 # --------------------------------------------------------------------------------------------

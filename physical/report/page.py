@@ -5,12 +5,13 @@ the template. Adding a plot: a function in plots.py (records → Figure) and an 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 from typing import Callable
 
 from physical.errors import PhysicalError
-from physical.report import gallery, plots as P, robust, tables
+from physical.report import calibration, gallery, plots as P, robust, tables
 from physical.report.inputs import ClassNames, RunInputs, num, read_run
 from physical.workspace import Workspace, atomic_write_text, package_versions, run_locked
 
@@ -94,19 +95,27 @@ def sections(inp: RunInputs, assets: gallery.Assets, *, sample: int, threshold: 
         "gallery": gallery.galleries(inp, names, assets, sample),
         "ingest": ingest,
         "robust": robust.section(inp, names, assets),
+        "calibration": calibration.section(inp, names, assets),
     }
 
 
 @run_locked("report")
 def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float = 0.8,
-                 now: _dt.datetime | None = None) -> Path:
+                 now: _dt.datetime | None = None, profile: str | Path | None = None) -> Path:
     """Write reports/<run>/index.html (+ plots/, images/, thumbs/) and return its path.
 
-    `sample`: images in the gallery; `threshold`: the confidence marked on the acceptance curve.
-    Loads no model: every prediction shown is one that craft or evaluate stored."""
+    `sample`: images in the gallery; `threshold`: the confidence marked on the acceptance curve;
+    `profile`: a calibration profile for the calibration section (default: the one the run was
+    simulated or crafted through, if any). Loads no model: every prediction shown is one that
+    craft or evaluate stored."""
     if sample < 0:
         raise PhysicalError(f"--sample must be ≥ 0, got {sample}")
     inp = read_run(ws, run)  # no run → PhysicalError, one line
+    if profile is not None:
+        from physical.profiles import load_profile
+
+        inp = dataclasses.replace(inp, profile=load_profile(profile).dump(),
+                                  profile_origin=f"given to the report (--profile {Path(profile).name})")
     inp.out.mkdir(parents=True, exist_ok=True)
     assets = gallery.Assets(inp.out)
     m, metrics = inp.manifest, inp.metrics
