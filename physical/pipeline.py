@@ -266,6 +266,7 @@ def targeted_lines(ws: Workspace, run: str) -> list[str]:
     spec = manifest.get("model", {}).get("spec")
     crops = {(c["image_id"], c["variant"]): c for c in doc.get("predictions") or [] if c.get("model") == spec}
     from physical.report.inputs import ClassNames, manifest_view
+    from physical.report.page import upper_bound
 
     class_name = ClassNames(manifest_view(manifest))
     lines = []
@@ -279,7 +280,7 @@ def targeted_lines(ws: Workspace, run: str) -> list[str]:
 
             def conf(pred):   # p(target); outside the stored top-5 only its bound is known
                 p = dict(zip(pred["top5"], pred["prob5"])).get(t)
-                return f"p = {p:.2f}" if p is not None else f"p < {pred['prob5'][-1]:.2g}"
+                return f"p = {p:.2f}" if p is not None else f"p < {upper_bound(pred['prob5'][-1])}"
 
             def seen_as(pred):
                 return "" if pred["top5"][0] == t else f" → {class_name(pred['top5'][0])}"

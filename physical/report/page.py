@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,15 @@ from physical.workspace import Workspace, atomic_write_text, package_versions, r
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
+def upper_bound(p: float) -> str:
+    """`p` rounded *up* to two significant digits: "< 0.0035" must stay true of what it bounds."""
+    if p <= 0:
+        return "0"
+    e = math.floor(math.log10(p)) - 1
+    v = math.ceil(round(p / 10 ** e, 9)) * 10 ** e
+    return f"{v:.{max(0, -e)}f}"
+
+
 def environment():
     """The jinja2 environment: autoescape on (everything from the run is data), the number filters."""
     import jinja2
@@ -27,6 +37,7 @@ def environment():
     env.filters["pct"] = lambda v, digits=1: "—" if num(v) is None else f"{100 * num(v):.{digits}f}"
     env.filters["ci"] = lambda c: "" if not c else f"{100 * c[0]:.0f}–{100 * c[1]:.0f}"
     env.filters["prob"] = lambda p: f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+    env.filters["bound"] = upper_bound
     env.filters["short"] = lambda s, n=12: (str(s)[:n] + "…") if s and len(str(s)) > n else (s or "—")
     return env
 
