@@ -212,7 +212,8 @@ def _pct(v) -> str:
 
 def headline(doc: dict) -> str:
     """Clean vs adversarial top-1 and the destruction rate per attack at its largest ε."""
-    rows = [r for r in doc["rows"] if r.get("crafted_by", r["model"]) == r["model"] or "crafted_by" not in r]
+    rows = [r for r in doc["rows"] if (r.get("crafted_by", r["model"]) == r["model"] or "crafted_by" not in r)
+            and r.get("target") is None]   # targeted variants: targeted_lines
     avg = [r for r in rows if r["subset"] == "average" and r["stage"] in ("png", "photo")]
     if not avg:
         return "no rows"

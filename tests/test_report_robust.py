@@ -261,3 +261,23 @@ def test_inside_gamut_agrees_with_outside_gamut(profile_path):
     inside = inside_gamut(img.reshape(-1, 3), prof)
     assert calibrate.outside_gamut(img, prof) == pytest.approx(1 - inside.mean())
     assert 0 < inside.mean() < 1
+
+
+def test_profile_of_an_eot_channel_is_shown(profile_path, tmp_path):
+    """craft --channel profile.json records the profile's path and sha256 in the attack's channel
+    block: the header names it, the calibration section shows it while the file is unchanged."""
+    prof = read_json(profile_path)
+    ws = make_fake_run(tmp_path, run="c", ids=("a",), variants=("clean", "eot-eps8"), size=32)
+    doc = read_json(ws.manifest_path("c"))
+    channel = {"table": "profile", "preset": "typical",
+               "profile": {"path": str(profile_path), "sha256": sha256_bytes(profile_path.read_bytes()),
+                           "chart": prof["chart"]}}
+    doc["attacks"] = {"eot": {"eps": [8.0], "channel": channel}}
+    atomic_write_json(ws.manifest_path("c"), doc)
+    html = build_report(ws, "c").read_text(encoding="utf-8")
+    assert f"channel: calibration profile {prof['chart']['id']}" in html
+    assert 'id="calibration"' in html and "eot was crafted through it" in html
+    channel["profile"]["sha256"] = "0" * 64       # the file changed since craft used it
+    atomic_write_json(ws.manifest_path("c"), doc)
+    html = build_report(ws, "c").read_text(encoding="utf-8")
+    assert 'id="calibration"' not in html and "changed since `physical craft` used it" in html

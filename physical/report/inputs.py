@@ -287,6 +287,7 @@ class TransferEntry:
     attack: str
     eps: float | None
     error: dict[str, float | None]    # evaluating model → adversarial top-1 error
+    target: int | None = None         # a targeted variant's class (its column must not merge with the untargeted one)
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,8 @@ def metrics_view(doc: Any) -> Metrics | None:
     transfer = None
     if isinstance(t.get("entries"), list):
         entries = [TransferEntry("photo" if e.get("stage") == "photo" else "digital", str(e.get("attack")),
-                                 num(e.get("eps")), {str(m): num(v) for m, v in e["error"].items()})
+                                 num(e.get("eps")), {str(m): num(v) for m, v in e["error"].items()},
+                                 int(m["target"]) if (m := _VARIANT.match(str(e.get("variant") or ""))) and m["target"] else None)
                    for e in _dicts(t["entries"]) if isinstance(e.get("error"), dict)]
         transfer = Transfer(_text(t.get("crafted_by")) or "?", [str(m) for m in _list(t.get("models"))], entries)
     preds: dict[tuple[str, str, str], Pred] = {}

@@ -252,7 +252,8 @@ def transfer_matrix(metrics: Metrics | None) -> dict | None:
     stages: dict[str, dict] = {}
     for e in t.entries:
         models += [m for m in e.error if m not in models]
-        title = "clean" if e.attack == "clean" else f"{e.attack.upper()} ε={fmt_eps(e.eps)}"
+        title = "clean" if e.attack == "clean" else f"{e.attack.upper()} ε={fmt_eps(e.eps)}" + (
+            f" →{e.target}" if e.target is not None else "")
         block = stages.setdefault(e.stage, {"cols": [], "attacks": [], "cells": {}})
         if title not in block["cols"]:
             block["cols"].append(title)
