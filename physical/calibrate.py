@@ -67,6 +67,21 @@ def read_photo(path) -> tuple[np.ndarray, dict | None]:
         raise PhysicalError(f"cannot read photo {path}: {exc}") from None
 
 
+THUMB_EDGE = 640      # the chart photo kept in the profile: long side in pixels (~50 KB of JPEG)
+
+
+def chart_thumbnail(img: np.ndarray, file: str, sha256: str) -> dict:
+    """A small JPEG of a chart photo for the profile's `chart_photo` (records.ChartPhoto)."""
+    import base64
+
+    im = Image.fromarray(img)
+    im.thumbnail((THUMB_EDGE, THUMB_EDGE), Image.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=82)
+    return {"file": file, "sha256": sha256, "width": im.width, "height": im.height,
+            "jpeg_base64": base64.b64encode(buf.getvalue()).decode("ascii")}
+
+
 _QT = None
 
 
@@ -383,7 +398,7 @@ def fit(photos_dir, progress=None) -> tuple[dict, list[str]]:
     """Fit a profile from the chart photos in `photos_dir`; returns (profile dict, report lines)."""
     files = list_photos(photos_dir)
     chart_set = chartmod.chart_ids()
-    measured, per_photo, notes, spec = [], [], [], None
+    measured, per_photo, notes, spec, thumb = [], [], [], None, None
     for f in files:
         img, tables = read_photo(f)
         dets = detect_chart(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
@@ -412,6 +427,8 @@ def fit(photos_dir, progress=None) -> tuple[dict, list[str]]:
             continue
         m["quality"] = q
         measured.append(m)
+        if thumb is None:   # the first photo used: what the report shows of the fit
+            thumb = chart_thumbnail(img, f.name, info["sha256"])
         n_all = len(spec["patches"])
         info.update(status="used", patches_found=len(m["patches"]), patches_missing=len(m["missing"]),
                     patches_clipped=len(m["clipped"]), edges=len(m["edges"]), light=m["light"],
@@ -431,6 +448,7 @@ def fit(photos_dir, progress=None) -> tuple[dict, list[str]]:
         raise PhysicalError(f"no photo in {photos_dir} shows the calibration chart ({len(files)} photo(s), "
                             f"{seen} chart markers found): photograph the printed chart.pdf with its markers in view")
     profile = _fit_pooled(spec, measured, per_photo)
+    profile["chart_photo"] = thumb
     return profile, notes + report_lines(profile)
 
 

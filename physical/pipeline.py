@@ -212,7 +212,8 @@ def _pct(v) -> str:
 
 def headline(doc: dict) -> str:
     """Clean vs adversarial top-1 and the destruction rate per attack at its largest ε."""
-    rows = [r for r in doc["rows"] if r.get("crafted_by", r["model"]) == r["model"] or "crafted_by" not in r]
+    rows = [r for r in doc["rows"] if (r.get("crafted_by", r["model"]) == r["model"] or "crafted_by" not in r)
+            and r.get("target") is None]   # targeted variants: targeted_lines
     avg = [r for r in rows if r["subset"] == "average" and r["stage"] in ("png", "photo")]
     if not avg:
         return "no rows"
@@ -265,6 +266,10 @@ def targeted_lines(ws: Workspace, run: str) -> list[str]:
     manifest = ws.load_manifest(run).dump()
     spec = manifest.get("model", {}).get("spec")
     crops = {(c["image_id"], c["variant"]): c for c in doc.get("predictions") or [] if c.get("model") == spec}
+    from physical.report.inputs import ClassNames, manifest_view
+    from physical.report.page import upper_bound
+
+    class_name = ClassNames(manifest_view(manifest))
     lines = []
     for img in manifest["images"]:
         for name, rec in img["variants"].items():
@@ -274,12 +279,16 @@ def targeted_lines(ws: Workspace, run: str) -> list[str]:
             d = rec["pred"]
             photo = crops.get((img["id"], name))
 
-            def conf(pred):
-                return dict(zip(pred["top5"], pred["prob5"])).get(t, 0.0)
+            def conf(pred):   # p(target); outside the stored top-5 only its bound is known
+                p = dict(zip(pred["top5"], pred["prob5"])).get(t)
+                return f"p = {p:.2f}" if p is not None else f"p < {upper_bound(pred['prob5'][-1])}"
+
+            def seen_as(pred):
+                return "" if pred["top5"][0] == t else f" → {class_name(pred['top5'][0])}"
             seen = "not photographed" if photo is None else (
-                f"photo: {'ON TARGET' if photo['top5'][0] == t else 'lost'} (p = {conf(photo):.2f})")
-            lines.append(f"  {img['id']} {name}: digital {'on target' if d['top5'][0] == t else 'missed'} "
-                         f"(p = {conf(d):.2f}) | {seen}")
+                f"photo: {'ON TARGET' if photo['top5'][0] == t else 'lost'}{seen_as(photo)} ({conf(photo)})")
+            lines.append(f"  {img['id']} {name}: digital {'on target' if d['top5'][0] == t else 'missed'}"
+                         f"{seen_as(d)} ({conf(d)}) | {seen}")
     index = ws.reports(run) / "index.html"
     if index.exists():
         lines.append(f"  report: {index}")

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 
 from physical import chart as chartmod
 from physical.errors import PhysicalError
-from physical.records import Record
+from physical.records import ChartPhoto, Record
 from physical.workspace import read_json
 
 PROFILE_KIND = "physical-calibration-profile"
@@ -55,6 +55,7 @@ class Profile(Record):
     patches: dict[str, Any]
     photos: list[dict[str, Any]]
     gamut_lab: list[list[float]]
+    chart_photo: ChartPhoto | None = None      # a thumbnail of the first photo used (fits before it: none)
 
 
 def load_profile(path) -> Profile:
@@ -243,14 +244,8 @@ def outside_gamut(png, profile) -> float:
     """Fraction of a PNG's pixels outside the printable gamut: the convex hull, in CIE Lab
     relative to paper white, of the colours the chart's patches reached (sRGB assumed for the
     PNG). `png`: a path or an H×W×3 RGB uint8 array; `profile`: a path, dict or `Profile`."""
-    from scipy.spatial import ConvexHull
-
     if isinstance(profile, (str, Path)):
         profile = load_profile(profile)
-    p = profile.dump() if isinstance(profile, Profile) else profile
-    pts = np.asarray(p["gamut_lab"], np.float64)
-    centre = pts.mean(0)
-    hull = ConvexHull(centre + (pts - centre) * 1.01)    # 1 % slack: patch colours themselves are inside
     if isinstance(png, (str, Path)):
         from PIL import Image
 
@@ -263,9 +258,21 @@ def outside_gamut(png, profile) -> float:
         img = np.asarray(png)
     rgb = img[..., :3].reshape(-1, 3)
     uniq, counts = np.unique(rgb, axis=0, return_counts=True)
-    lab = to_lab(uniq.astype(np.float64))
-    inside = np.all(lab @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9, axis=1)   # facets' half-spaces
+    inside = inside_gamut(uniq, profile)
     return float(counts[~inside].sum() / counts.sum())
+
+
+def inside_gamut(colours: np.ndarray, profile) -> np.ndarray:
+    """Per colour of an N×3 sRGB array (0..255): inside the printable gamut (see `outside_gamut`).
+    For many images at once, call it on their distinct colours (the report does)."""
+    from scipy.spatial import ConvexHull
+
+    p = profile.dump() if isinstance(profile, Profile) else profile
+    pts = np.asarray(p["gamut_lab"], np.float64)
+    centre = pts.mean(0)
+    hull = ConvexHull(centre + (pts - centre) * 1.01)    # 1 % slack: patch colours themselves are inside
+    lab = to_lab(np.asarray(colours, np.float64).reshape(-1, 3))
+    return np.all(lab @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9, axis=1)   # facets' half-spaces
 
 
 # ----------------------------------------------------------------------------- EOT channel

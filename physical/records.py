@@ -173,6 +173,29 @@ class SimulatedPhoto(Record):
     slots: list[dict[str, Any]]
 
 
+class ChartPhoto(Record):
+    """A small JPEG of one chart photo a profile was fitted on (`calibrate fit` keeps it in the
+    profile, so the profile stays one file and a report can show what the fit saw)."""
+
+    file: str                       # the photo's file name, as fitted
+    sha256: str                     # of the photo (not of the thumbnail)
+    width: int                      # of the thumbnail, pixels
+    height: int
+    jpeg_base64: str
+
+
+class SimulatedProfile(Record):
+    """simulate --profile: which profile printed and photographed the run. `file` is the copy kept
+    in captures/<run>/ (the report reads it there, checked against `sha256`); older simulations
+    recorded only `chart` and `heldout`."""
+
+    chart: dict[str, Any]
+    heldout: dict[str, Any]
+    file: str | None = None         # relative to captures/<run>/
+    sha256: str | None = None       # of that copy
+    source: str | None = None       # the path the profile was given as
+
+
 class Simulated(FileRecord):
     pdf_sha256: str
     layout_sha256: str
@@ -182,6 +205,7 @@ class Simulated(FileRecord):
     resolution: list[int]
     pages: list[dict[str, Any]]
     photos: list[SimulatedPhoto]
+    profile: SimulatedProfile | None = None     # simulate --profile
 
 
 # ------------------------------------------------------------------------------ ingest.json

@@ -444,10 +444,17 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
     import pypdfium2
 
     _preset(preset)
+    profile_arg, profile_bytes = profile, None
     if profile is not None:
         from physical import calibrate
 
-        profile = calibrate.load_profile(profile) if not isinstance(profile, calibrate.Profile) else profile
+        if not isinstance(profile, calibrate.Profile):
+            profile = calibrate.load_profile(profile_arg)   # a bad file: one line, before anything else
+            profile_bytes = Path(profile_arg).read_bytes()    # the copy is the file itself: its sha256 is the profile's
+        if profile_bytes is None:
+            import json
+
+            profile_bytes = json.dumps(profile.dump(), indent=1).encode()
     if photos_per_page < 1:
         raise PhysicalError("--photos-per-page must be at least 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -469,7 +476,10 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
         if not force:
             raise PhysicalError(f"{sim_json} exists: photos were already simulated for run {run!r} "
                                 "(use --force to replace them)")
-        old_files = _previous_files(ws, run, records.read(records.SIMULATED, ws, run).dump())
+        previous = records.read(records.SIMULATED, ws, run)
+        old_files = _previous_files(ws, run, previous.dump())
+        if previous.profile is not None and previous.profile.file and ws.inside(run, ws.captures(run) / previous.profile.file):
+            old_files.append(previous.profile.file)   # the earlier profile copy: replaced or removed below
     long_side, short_side = resolution
     rng = np.random.default_rng(seed)
     result = {"schema": 1, "run": run, "pdf_sha256": sha256_file(pdf_path),
@@ -479,8 +489,10 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
               "coordinates": "page mm from the top-left, y down → photo px as displayed "
                              "(EXIF applied), pixel corners at integers",
               "pages": [], "photos": []}
-    if profile is not None:
-        result["profile"] = {"chart": profile.chart, "heldout": profile.heldout}
+    if profile is not None:   # a copy stays with the run, for the report (checked by its sha256)
+        result["profile"] = {"chart": profile.chart, "heldout": profile.heldout, "file": PROFILE_COPY,
+                             "sha256": sha256_bytes(profile_bytes),
+                             "source": None if isinstance(profile_arg, calibrate.Profile) else str(profile_arg)}
     try:
         pdf = pypdfium2.PdfDocument(str(pdf_path))
     except pypdfium2.PdfiumError as exc:
@@ -511,19 +523,23 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
         if staging is not None and not made:  # failed or interrupted: the old photos stay as they were
             shutil.rmtree(staging, ignore_errors=True)
     # Everything is made: now, and only now, replace the earlier simulation.
-    new_files = {p["file"] for p in result["photos"]}
+    new_files = {p["file"] for p in result["photos"]} | ({PROFILE_COPY} if profile is not None else set())
     for name in old_files:
         if name not in new_files:
             remove_inside(ws, run, captures, name)
     for name in sorted(new_files):
         (captures / name).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / name, captures / name)
+        if name != PROFILE_COPY:
+            os.replace(staging / name, captures / name)
+    if profile is not None:
+        atomic_write_bytes(captures / PROFILE_COPY, profile_bytes)
     records.write(records.SIMULATED, ws, run, result)
     shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
 STAGING_PREFIX = ".simulate-tmp-"
+PROFILE_COPY = "profile.json"    # captures/<run>/: the profile simulate --profile used
 
 
 def _remove_stale_staging(captures: Path) -> None:

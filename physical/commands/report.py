@@ -22,9 +22,12 @@ def _classify_gone(ctx, param, value):
 @o.threshold_option("Confidence threshold marked on the error-vs-acceptance curve.")
 @click.option("--classify/--no-classify", default=None, hidden=True, expose_value=False,
               callback=_classify_gone)
+@click.option("--profile", "profile", type=click.Path(dir_okay=False), default=None,
+              help="A `physical calibrate fit` profile: the report shows it and, per variant, the fraction of "
+                   "pixels outside its printable gamut (default: the profile the run was simulated or crafted through).")
 @o.workspace_option
 @click.pass_context
-def report(ctx, run, sample, threshold):
+def report(ctx, run, sample, threshold, profile):
     """Write reports/RUN/index.html: the paper's table for this run, plots, galleries, ingest.
 
     Works on a partial run (e.g. only crafted) and says which stages are missing. The folder
@@ -33,5 +36,5 @@ def report(ctx, run, sample, threshold):
     """
     from physical.report import build_report
 
-    index = build_report(ctx.obj["workspace"], run, sample=sample, threshold=threshold)
+    index = build_report(ctx.obj["workspace"], run, sample=sample, threshold=threshold, profile=profile)
     click.echo(str(index))

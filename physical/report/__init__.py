@@ -4,6 +4,8 @@
     tables.py   records → the tables and numbers the page shows (pure functions)
     plots.py    records → matplotlib figures
     gallery.py  sampled images, thumbnails and perturbations copied into the report folder
+    robust.py   "standard vs robust": BIM vs EOT, targeted success/survival, perturbation sizes, targeted gallery
+    calibration.py  the run's calibration profile: held-out ΔE, tone curves, chart photo, printability
     page.py     the sections, the jinja2 template (physical/templates/report.html), index.html
 
 Works on a partial run and says on the page which stages are missing. The folder is

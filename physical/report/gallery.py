@@ -94,7 +94,7 @@ class Assets:
                     p.rmdir()
 
 
-def _load_rgb(path: Path | bytes) -> np.ndarray | None:
+def load_rgb(path: Path | bytes) -> np.ndarray | None:
     try:
         with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
             return np.asarray(im.convert("RGB"))
@@ -139,24 +139,30 @@ def pred_view(pred: Pred | None, label: int | None, names: ClassNames) -> dict |
             "in_top5": (label in pred.top5[:5]) if label is not None else None}
 
 
+def used_crops(inp: RunInputs) -> dict[tuple[str, str], bytes]:
+    """(image id, variant) → the bytes of the crop ingest used (sha-checked: a replaced crop is one line)."""
+    out: dict[tuple[str, str], bytes] = {}
+    for c in inp.ingest.crops if inp.ingest else []:
+        path = inside(inp.captures, c.file) if c.used else None
+        if path is not None and (c.image_id, c.variant) not in out:
+            out[(c.image_id, c.variant)] = read_verified(path, c.sha256, "physical ingest --force")
+    return out
+
+
 def galleries(inp: RunInputs, names: ClassNames, assets: Assets, sample: int) -> list[dict]:
     """The sampled images: per image, one cell per variant (PNG, photo crop, perturbation and
     their predictions), grouped by attack so that the page can wrap the groups."""
     manifest = inp.manifest
-    used_crops: dict[tuple[str, str], bytes] = {}
-    for c in inp.ingest.crops if inp.ingest else []:
-        path = inside(inp.captures, c.file) if c.used else None
-        if path is not None:   # the bytes ingest wrote, or one line saying the crop was replaced
-            used_crops.setdefault((c.image_id, c.variant), read_verified(path, c.sha256, "physical ingest --force"))
+    crops = used_crops(inp)
     crop_preds = inp.metrics.crop_predictions if inp.metrics else {}
     crafting = manifest.model.spec
     out = []
-    for i in choose_sample(manifest, sample, {image_id for image_id, _ in used_crops}):
+    for i in choose_sample(manifest, sample, {image_id for image_id, _ in crops}):
         image = manifest.images[i]
         folder = f"{i:04d}-{slug(image.id)}"
         clean = image.variants.get("clean")
         clean_path = inside(inp.printouts, clean.file) if clean else None
-        clean_arr = _load_rgb(read_verified(clean_path, clean.sha256, "physical craft")) if clean_path else None
+        clean_arr = load_rgb(read_verified(clean_path, clean.sha256, "physical craft")) if clean_path else None
         cells = []
         for v in manifest.variants:
             rec = image.variants.get(v)
@@ -164,6 +170,7 @@ def galleries(inp: RunInputs, names: ClassNames, assets: Assets, sample: int) ->
                 continue
             vslug = slug(v)
             cell = {"variant": v, "title": variant_title(v, rec.attack, rec.eps), "attack": rec.attack,
+                    "sub": f"→ {names(rec.target)}" if rec.target is not None else None,   # a narrow column: a line of its own
                     "png": None, "photo": None, "pert": None, "photo_pred": None,
                     "pred": pred_view(rec.pred, image.label_index, names), "flipped": rec.flipped}
             src = inside(inp.printouts, rec.file)
@@ -172,7 +179,7 @@ def galleries(inp: RunInputs, names: ClassNames, assets: Assets, sample: int) ->
                 cell["png"] = {"full": assets.copy(src, f"images/{folder}/{vslug}.png"),
                                "thumb": assets.thumb(src, f"thumbs/{folder}/{vslug}.jpg")}
                 if v != "clean" and clean_arr is not None:
-                    adv = _load_rgb(src)
+                    adv = load_rgb(src)
                     if adv is not None and adv.shape == clean_arr.shape:
                         gain = default_gain(rec.eps)
                         pert = perturbation_image(clean_arr, adv, gain)
@@ -180,7 +187,7 @@ def galleries(inp: RunInputs, names: ClassNames, assets: Assets, sample: int) ->
                                         "thumb": assets.thumb(pert, f"thumbs/{folder}/{vslug}-perturbation.jpg"),
                                         "gain": gain,
                                         "linf": int(np.abs(adv.astype(int) - clean_arr.astype(int)).max())}
-            crop = used_crops.get((image.id, v))
+            crop = crops.get((image.id, v))
             if crop is not None:
                 cell["photo"] = {"full": assets.copy(crop, f"images/{folder}/{vslug}-photo.png"),
                                  "thumb": assets.thumb(crop, f"thumbs/{folder}/{vslug}-photo.jpg")}

@@ -7,6 +7,8 @@
     reports/<run>/metrics.json      the paper's Table 1, plots, the transfer matrix, and the
                                     crop predictions evaluate stored (schema: docs/metrics.md)
     reports/<run>/transforms.json   the transform rows (paper Section 4)
+    captures/<run>/profile.json     the calibration profile of `simulate --profile` (or the one
+                                    the manifest's EOT channel names), for the calibration section
 
 Every file but the manifest is optional. Each is read once and normalised here into the small
 frozen records below, so tables, plots and gallery index fields directly instead of re-checking
@@ -137,6 +139,7 @@ class Variant:
     sha256: str | None   # as craft recorded it: the gallery shows only that file
     pred: Pred | None
     flipped: bool        # top-1 changed when the float image was saved as 8-bit PNG
+    target: int | None = None   # targeted variants (`…-to<class>`): the class aimed at
 
 
 @dataclass(frozen=True)
@@ -191,8 +194,11 @@ def _variant(name: str, rec: dict) -> Variant:
         attack, eps = str(rec["attack"]), num(rec.get("eps"))
     else:
         attack, eps = variant_parts(name)
+    target = _int(rec.get("target"))
+    if target is None and (m := _VARIANT.match(name)) and m["target"]:
+        target = int(m["target"])
     return Variant(name, attack, eps, _text(rec.get("file")), _text(rec.get("sha256")), Pred.of(rec.get("pred")),
-                   bool(rec.get("quantization_flipped")))
+                   bool(rec.get("quantization_flipped")), target)
 
 
 def _image(im: dict) -> ImageRec:
@@ -244,6 +250,8 @@ class Row:
     n: int | None
     values: dict[str, float | None]
     cis: dict[str, tuple[float, float]]
+    variant: str | None = None
+    target: int | None = None    # targeted variants' rows: the class aimed at (None: untargeted)
 
     def v(self, name: str) -> float | None:
         return self.values.get(name)
@@ -261,11 +269,16 @@ _ROW_KEYS = ("model", "attack", "eps", "stage", "subset", "n", "variant", "craft
 
 
 def row_view(r: dict) -> Row:
+    variant = _text(r.get("variant"))
+    target = _int(r.get("target"))
+    if target is None and variant and (m := _VARIANT.match(variant)) and m["target"]:
+        target = int(m["target"])
     return Row(model=str(r.get("model")), attack=str(r["attack"]) if r.get("attack") is not None else "clean",
                eps=num(r.get("eps")), stage=str(r.get("stage")), subset=str(r.get("subset") or "average"),
                n=_int(r.get("n")),
                values={k: num(v) for k, v in r.items() if k not in _ROW_KEYS and not k.endswith("_ci")},
-               cis={k[:-3]: c for k, v in r.items() if k.endswith("_ci") and (c := _pair(v)) is not None})
+               cis={k[:-3]: c for k, v in r.items() if k.endswith("_ci") and (c := _pair(v)) is not None},
+               variant=variant, target=target)
 
 
 @dataclass(frozen=True)
@@ -274,6 +287,7 @@ class TransferEntry:
     attack: str
     eps: float | None
     error: dict[str, float | None]    # evaluating model → adversarial top-1 error
+    target: int | None = None         # a targeted variant's class (its column must not merge with the untargeted one)
 
 
 @dataclass(frozen=True)
@@ -310,7 +324,8 @@ def metrics_view(doc: Any) -> Metrics | None:
     transfer = None
     if isinstance(t.get("entries"), list):
         entries = [TransferEntry("photo" if e.get("stage") == "photo" else "digital", str(e.get("attack")),
-                                 num(e.get("eps")), {str(m): num(v) for m, v in e["error"].items()})
+                                 num(e.get("eps")), {str(m): num(v) for m, v in e["error"].items()},
+                                 int(m["target"]) if (m := _VARIANT.match(str(e.get("variant") or ""))) and m["target"] else None)
                    for e in _dicts(t["entries"]) if isinstance(e.get("error"), dict)]
         transfer = Transfer(_text(t.get("crafted_by")) or "?", [str(m) for m in _list(t.get("models"))], entries)
     preds: dict[tuple[str, str, str], Pred] = {}
@@ -379,6 +394,8 @@ class RunInputs:
     simulated: bool                # captures/<run>/simulated.json exists
     has_metrics_csv: bool
     problems: list[str]            # optional files that could not be read
+    profile: dict | None = None    # the calibration profile the run was made with (read_profile)
+    profile_origin: str | None = None   # where it came from, in words
 
 
 def _read_optional(kind: records.Kind, ws: Workspace, run: str, problems: list[str]) -> dict | None:
@@ -418,17 +435,73 @@ def list_photos(ws: Workspace, run: str) -> list[Path]:
     return ws.list_photos(run)
 
 
+def load_profile_bytes(data: bytes, source: Path | str) -> dict:
+    """A profile's bytes → its validated document (physical.profiles; one line for anything else)."""
+    import json
+
+    from physical.profiles import parse_profile
+
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise PhysicalError(f"{source} is not JSON ({exc})") from None
+    return parse_profile(doc, source).dump()
+
+
+def read_profile(ws: Workspace, run: str, manifest_doc: dict, problems: list[str]) -> tuple[dict | None, str | None]:
+    """The calibration profile the run was made with, and where it came from: the copy `simulate
+    --profile` keeps in captures/<run>/ (sha-checked), else the profile an EOT channel was
+    fitted through (`craft --channel profile.json`: the path and sha256 its manifest records),
+    when that file is still there unchanged. (None, None) when the run used none."""
+    from physical.workspace import read_verified, sha256_bytes
+
+    try:
+        sim = records.read_optional(records.SIMULATED, ws, run)
+    except PhysicalError as exc:
+        problems.append(str(exc))
+        sim = None
+    if sim is not None and sim.profile is not None and sim.profile.file:
+        path = inside(ws.captures(run), sim.profile.file)
+        if path is None:
+            problems.append(f"{ws.captures(run) / sim.profile.file} (the profile simulate used) is missing: "
+                            f"re-run `physical simulate --run {run} --profile FILE --force`")
+            return None, None
+        try:
+            data = read_verified(path, sim.profile.sha256, f"physical simulate --run {run} --profile FILE --force")
+            return load_profile_bytes(data, path), "the photos were simulated through it (simulate --profile)"
+        except PhysicalError as exc:
+            problems.append(str(exc))
+            return None, None
+    for name, params in _dict(manifest_doc.get("attacks")).items():
+        prof = _dict(_dict(_dict(params).get("channel")).get("profile"))
+        path = Path(str(prof["path"])) if prof.get("path") else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            data = path.read_bytes()
+            if prof.get("sha256") and sha256_bytes(data) != prof["sha256"]:
+                problems.append(f"{path} changed since `physical craft` used it for {name}'s channel: not shown")
+                continue
+            return load_profile_bytes(data, path), f"{name} was crafted through it (craft --channel {path.name})"
+        except (OSError, PhysicalError) as exc:
+            problems.append(f"{path}: {exc}")
+    return None, None
+
+
 def read_run(ws: Workspace, run: str) -> RunInputs:
-    manifest = read_manifest(ws, run)
+    manifest_doc = ws.load_manifest(run).dump()
+    manifest = manifest_view(manifest_doc)
     problems: list[str] = []
     out, pdf = ws.reports(run), ws.pdf_path(run)
+    profile, origin = read_profile(ws, run, manifest_doc, problems)
     return RunInputs(
         run=run, manifest=manifest, ingest=read_ingest(ws, run, problems),
         metrics=read_metrics(ws, run, problems), photos=list_photos(ws, run),
         printouts=ws.printouts(run), captures=ws.captures(run), out=out,
         has_layout=ws.layout_path(run).exists(), pdf_name=pdf.name if pdf.exists() else None,
         simulated=ws.simulated_path(run).exists(),
-        has_metrics_csv=ws.metrics_csv_path(run).exists(), problems=problems)
+        has_metrics_csv=ws.metrics_csv_path(run).exists(), problems=problems, profile=profile,
+        profile_origin=origin)
 
 
 # --------------------------------------------------------------------------------------------

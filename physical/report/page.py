@@ -5,16 +5,27 @@ the template. Adding a plot: a function in plots.py (records → Figure) and an 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import math
 from pathlib import Path
 from typing import Callable
 
 from physical.errors import PhysicalError
-from physical.report import gallery, plots as P, tables
+from physical.report import calibration, gallery, plots as P, robust, tables
 from physical.report.inputs import ClassNames, RunInputs, num, read_run
 from physical.workspace import Workspace, atomic_write_text, package_versions, run_locked
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def upper_bound(p: float) -> str:
+    """`p` rounded *up* to two significant digits: "< 0.0035" must stay true of what it bounds."""
+    if p <= 0:
+        return "0"
+    e = math.floor(math.log10(p)) - 1
+    v = math.ceil(round(p / 10 ** e, 9)) * 10 ** e
+    return f"{v:.{max(0, -e)}f}"
 
 
 def environment():
@@ -25,6 +36,8 @@ def environment():
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["pct"] = lambda v, digits=1: "—" if num(v) is None else f"{100 * num(v):.{digits}f}"
     env.filters["ci"] = lambda c: "" if not c else f"{100 * c[0]:.0f}–{100 * c[1]:.0f}"
+    env.filters["prob"] = lambda p: f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+    env.filters["bound"] = upper_bound
     env.filters["short"] = lambda s, n=12: (str(s)[:n] + "…") if s and len(str(s)) > n else (s or "—")
     return env
 
@@ -32,7 +45,7 @@ def environment():
 def plots(inp: RunInputs, primary: str, threshold: float, curves: dict, matrix: dict | None
           ) -> list[tuple[str, str, str, Callable]]:
     """(file name, title, caption, figure builder) of every plot, in page order."""
-    rows = inp.metrics.rows if inp.metrics else []
+    rows = tables.untargeted(inp.metrics.rows) if inp.metrics else []   # targeted ones: the robust section
     return [
         ("accuracy_vs_eps.png", "Accuracy vs ε",
          f"Adversarial accuracy of {primary} per attack; left: the digital PNGs, right: photographed. "
@@ -65,6 +78,8 @@ def sections(inp: RunInputs, assets: gallery.Assets, *, sample: int, threshold: 
     paper = tables.paper_tables(metrics, m)
     thresholds = tables.threshold_table(metrics)
     curves = tables.acceptance_curves(m)
+    if set(curves) <= {"clean"} and robust.applies(m):   # only targeted attacks: a clean-only curve says nothing
+        curves = {}
     matrix = tables.transfer_matrix(metrics)
     primary = paper[0]["model"] if paper else str(m.model.spec)
     figures = []
@@ -90,19 +105,28 @@ def sections(inp: RunInputs, assets: gallery.Assets, *, sample: int, threshold: 
         "plots": figures, "matrix": matrix,
         "gallery": gallery.galleries(inp, names, assets, sample),
         "ingest": ingest,
+        "robust": robust.section(inp, names, assets),
+        "calibration": calibration.section(inp, names, assets),
     }
 
 
 @run_locked("report")
 def build_report(ws: Workspace, run: str, *, sample: int = 6, threshold: float = 0.8,
-                 now: _dt.datetime | None = None) -> Path:
+                 now: _dt.datetime | None = None, profile: str | Path | None = None) -> Path:
     """Write reports/<run>/index.html (+ plots/, images/, thumbs/) and return its path.
 
-    `sample`: images in the gallery; `threshold`: the confidence marked on the acceptance curve.
-    Loads no model: every prediction shown is one that craft or evaluate stored."""
+    `sample`: images in the gallery; `threshold`: the confidence marked on the acceptance curve;
+    `profile`: a calibration profile for the calibration section (default: the one the run was
+    simulated or crafted through, if any). Loads no model: every prediction shown is one that
+    craft or evaluate stored."""
     if sample < 0:
         raise PhysicalError(f"--sample must be ≥ 0, got {sample}")
     inp = read_run(ws, run)  # no run → PhysicalError, one line
+    if profile is not None:
+        from physical.profiles import load_profile
+
+        inp = dataclasses.replace(inp, profile=load_profile(profile).dump(),
+                                  profile_origin=f"given to the report (--profile {Path(profile).name})")
     inp.out.mkdir(parents=True, exist_ok=True)
     assets = gallery.Assets(inp.out)
     m, metrics = inp.manifest, inp.metrics

@@ -12,13 +12,14 @@ import numpy as np
 
 from physical.report.inputs import Ingest, Manifest, Metrics, Row, RunInputs, num
 
-ATTACK_ORDER = ["fgsm", "bim", "ill", "noise", "gauss"]
+ATTACK_ORDER = ["fgsm", "bim", "ill", "eot", "noise", "gauss"]
 ATTACK_NAMES = {"fgsm": "FGSM (fast)", "bim": "BIM (iterative)", "ill": "ILL (least-likely)",
+                "eot": "EOT (robust)",
                 "noise": "random ±ε noise", "gauss": "Gaussian noise", "clean": "clean"}
 # One colour per attack (colour-blind-safe Okabe–Ito palette), reused by every plot.
-ATTACK_COLOURS = {"fgsm": "#0072B2", "bim": "#D55E00", "ill": "#009E73", "noise": "#999999",
+ATTACK_COLOURS = {"fgsm": "#0072B2", "bim": "#D55E00", "ill": "#009E73", "eot": "#E69F00", "noise": "#999999",
                   "gauss": "#CC79A7", "clean": "#000000"}
-EXTRA_COLOURS = ["#E69F00", "#56B4E9", "#F0E442", "#882255", "#44AA99"]
+EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#882255", "#44AA99", "#332288"]
 
 
 def attack_label(attack: str) -> str:
@@ -40,19 +41,50 @@ def fmt_eps(eps: float | None) -> str:
     return "—" if eps is None else f"{eps:g}"
 
 
-def variant_title(name: str, attack: str, eps: float | None) -> str:
-    """`FGSM ε=16` for an attack variant, the name itself otherwise (`clean`)."""
-    return name if eps is None else f"{attack.upper()} ε={eps:g}"
+def variant_title(name: str, attack: str, eps: float | None, target: str | None = None) -> str:
+    """`FGSM ε=16` for an attack variant (`BIM ε=16 → guacamole` for a targeted one), the name
+    itself otherwise (`clean`)."""
+    title = name if eps is None else f"{attack.upper()} ε={eps:g}"
+    return f"{title} → {target}" if target and eps is not None else title
+
+
+def untargeted(rows: Iterable[Row]) -> list[Row]:
+    """The rows of untargeted variants: the paper's tables and plots key rows by attack and ε, and
+    a targeted variant (`bim-eps16-to924`) shares both with its untargeted twin. Targeted rows
+    have their own table (report/robust.py)."""
+    return [r for r in rows if r.target is None]
 
 
 # --------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------
 
+def channel_text(channel) -> str | None:
+    """How an EOT attack's channel was drawn, from its manifest block: the preset table, or the
+    calibration profile it was fitted through (chart id, sha256)."""
+    if not isinstance(channel, dict):
+        return None
+    prof = channel.get("profile")
+    if isinstance(prof, dict):
+        chart = prof.get("chart") if isinstance(prof.get("chart"), dict) else {}
+        sha = str(prof.get("sha256") or "")[:12]
+        return (f"calibration profile {chart.get('id') or ''} {f'(sha256 {sha}…)' if sha else ''}".replace("  ", " ").strip()
+                + (f", light and geometry from {channel['preset']}" if channel.get("preset") else ""))
+    return f"{channel['table']} preset" if channel.get("table") else None
+
+
 def attack_list(manifest: Manifest) -> list[dict]:
-    """The run facts' attack chips: name, label, ε list, the other parameters."""
-    return [{"name": a.name, "label": attack_label(a.name), "eps": ", ".join(fmt_eps(e) for e in a.eps) or "—",
-             "params": a.params} for a in manifest.attacks]
+    """The run facts' attack chips: name, label, ε list, the other parameters; a targeted entry
+    (`bim-to924`) is labelled with its attack and target, an EOT one with its channel."""
+    out = []
+    for a in manifest.attacks:
+        base = str(a.params.get("attack") or a.name)
+        target = a.params.get("target") if isinstance(a.params.get("target"), dict) else None
+        to = f" → {target.get('name') or target.get('index')}" if target else ""
+        out.append({"name": base, "label": attack_label(base) + to, "title": base.upper() + to,
+                    "eps": ", ".join(fmt_eps(e) for e in a.eps) or "—", "params": a.params,
+                    "channel": channel_text(a.params.get("channel"))})
+    return out
 
 
 def eps_all(manifest: Manifest) -> str:
@@ -129,7 +161,7 @@ def index_rows(rows: Iterable[Row]) -> dict[tuple, Row]:
 
 def paper_tables(metrics: Metrics | None, manifest: Manifest) -> list[dict]:
     """One table per evaluating model (the crafting model first), one row per attack × ε."""
-    rows = metrics.rows if metrics else []
+    rows = untargeted(metrics.rows) if metrics else []
     if not rows:
         return []
     idx = index_rows(rows)
@@ -184,7 +216,7 @@ def threshold_table(metrics: Metrics | None) -> list[dict]:
     (average subset). The clean columns become one "clean" row when every row agrees on them
     (digital PNGs: always the same images)."""
     groups: dict[tuple[str, str], list[dict]] = {}
-    for r in metrics.rows if metrics else []:
+    for r in untargeted(metrics.rows) if metrics else []:
         if r.subset != "average" or r.stage not in ("png", "photo"):
             continue
         if r.v("adv_accept_rate") is None and r.v("clean_accept_rate") is None:
@@ -220,7 +252,8 @@ def transfer_matrix(metrics: Metrics | None) -> dict | None:
     stages: dict[str, dict] = {}
     for e in t.entries:
         models += [m for m in e.error if m not in models]
-        title = "clean" if e.attack == "clean" else f"{e.attack.upper()} ε={fmt_eps(e.eps)}"
+        title = "clean" if e.attack == "clean" else f"{e.attack.upper()} ε={fmt_eps(e.eps)}" + (
+            f" →{e.target}" if e.target is not None else "")
         block = stages.setdefault(e.stage, {"cols": [], "attacks": [], "cells": {}})
         if title not in block["cols"]:
             block["cols"].append(title)
@@ -246,7 +279,10 @@ def acceptance_curves(manifest: Manifest) -> dict[str, dict]:
     Returns variant → {thresholds, accepted, error, n}."""
     thresholds = np.round(np.linspace(0.0, 0.99, 100), 2)
     out = {}
+    targeted = {n for im in manifest.images for n, v in im.variants.items() if v.target is not None}
     for variant in manifest.variants:
+        if variant in targeted:   # error against the true label is not what a targeted attack aims at
+            continue
         conf, wrong = [], []
         for image in manifest.images:
             rec = image.variants.get(variant)
