@@ -19,6 +19,7 @@ from physical import calibrate, chart
 from physical import layout as layout_mod
 from physical import simulate as simulate_mod
 from physical.cli import main
+from physical.channel import STAGES
 from physical.profiles import inside_gamut
 from physical.report import build_report
 from physical.workspace import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
@@ -48,7 +49,8 @@ def add_targeted(ws, run, variants=TARGETED, eps=16, preds=None):
         attack = v.split("-eps")[0]
         doc["attacks"][f"{attack}-to{TARGET}"] = {"eps": [float(eps)], "attack": attack,
                                                  "target": {"index": TARGET, "wnid": "n07583066", "name": "guacamole"},
-                                                 **({"channel": {"table": "typical"}} if attack == "eot" else {})}
+                                                 **({"channel": {"table": "typical", "stages": list(STAGES)}}
+                                                    if attack == "eot" else {})}
     doc["variants"] += [v for v in variants if v not in doc["variants"]]
     atomic_write_json(ws.manifest_path(run), doc)
     return doc
@@ -68,7 +70,8 @@ def targeted_row(attack, stage, variant, **values):
 def make_robust_run(root, crops=True):
     ws = make_fake_run(root, run="r", ids=IDS, variants=UNTARGETED, size=32, labels=[281, 207])
     doc = add_targeted(ws, "r")
-    doc["attacks"].update({"bim": {"eps": [16.0]}, "eot": {"eps": [16.0], "channel": {"table": "typical"}}})
+    eot = {"eps": [16.0], "channel": {"table": "typical", "stages": list(STAGES)}}
+    doc["attacks"].update({"bim": {"eps": [16.0]}, "eot": eot})
     atomic_write_json(ws.manifest_path("r"), doc)
     rows = []
     for stage in ("png", "photo"):
@@ -269,7 +272,7 @@ def test_profile_of_an_eot_channel_is_shown(profile_path, tmp_path):
     prof = read_json(profile_path)
     ws = make_fake_run(tmp_path, run="c", ids=("a",), variants=("clean", "eot-eps8"), size=32)
     doc = read_json(ws.manifest_path("c"))
-    channel = {"table": "profile", "preset": "typical",
+    channel = {"table": "profile", "preset": "typical", "stages": list(STAGES),
                "profile": {"path": str(profile_path), "sha256": sha256_bytes(profile_path.read_bytes()),
                            "chart": prof["chart"]}}
     doc["attacks"] = {"eot": {"eps": [8.0], "channel": channel}}
