@@ -151,3 +151,6 @@ def test_demo_command_runs_offline_and_ends_with_headline_and_report(tmp_path, c
     assert any("destruction by the photo" in line for line in lines)
     assert lines[-1] == f"report: {tmp_path / 'reports/demo/index.html'}"
     assert (tmp_path / "reports/demo/index.html").exists()
+    # the targeted run's report: its own section (Table 1 is untargeted), the chelsea example in its gallery
+    targeted = (tmp_path / "reports/demo-target/index.html").read_text(encoding="utf-8")
+    assert 'id="robust"' in targeted and 'data-row="targeted-photo-chelsea"' in targeted
