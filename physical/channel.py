@@ -373,6 +373,25 @@ def cat_theta(thetas: list[Theta]) -> Theta:
     return Theta(**out)
 
 
+def theta_rows(theta: Theta, start: int, stop: int) -> Theta:
+    """Samples start..stop of θ, the point-spread functions cut to the smallest odd size that keeps
+    every non-zero value (cat_theta pads them with zeros to the largest of the batch): the same
+    blur, in fewer multiply-adds."""
+    out = {}
+    for f in fields(Theta):
+        v = getattr(theta, f.name)
+        out[f.name] = ({k: a[start:stop] for k, a in v.items()} if f.name == "info" else v[start:stop])
+    k = out["kernel"]
+    ring = k.shape[-1] // 2
+    nz = (k != 0).any(0)
+    while ring > 0 and not (nz[0].any() or nz[-1].any() or nz[:, 0].any() or nz[:, -1].any()):
+        nz, ring = nz[1:-1, 1:-1], ring - 1
+    cut = (k.shape[-1] // 2) - ring
+    if cut:
+        out["kernel"] = k[:, cut:-cut, cut:-cut].contiguous()
+    return Theta(**out)
+
+
 # IJG (libjpeg) base quantisation tables, Annex K of the JPEG standard
 _QT_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
             14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
