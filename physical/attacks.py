@@ -292,8 +292,10 @@ def bim_targeted(model, x: torch.Tensor, target: torch.Tensor, eps: float, alpha
 # Samples per forward + backward pass on CPU. There a batch of N·K images is slower per image than
 # small ones: the activations of 32 images at 224 px (~50 MB a tensor for the first layers) fall out of
 # the caches and every such tensor is a fresh allocation the OS has to zero. Measured with
-# `benchmarks/eot_speed.py --chunks 2,4,8,16,32` (EfficientNet-Lite0, CPU seconds per image, 1 thread):
-# chunks of 4 and 8 ~44 ms, 16 ~60 ms, 32 ~90 ms. On CUDA all N·K samples go in one batch.
+# `benchmarks/eot_speed.py --chunks 4,8,16,32` (EfficientNet-Lite0, channels-last, CPU ms per image,
+# 1 thread, on a loaded 2-core machine; two runs): batches of 4: 46 / 59, 8: 43 / 57, 16: 65 / 59,
+# 32: 107 / 93. 8 is the smallest of the fast sizes that holds one image's default K = 8 samples.
+# On CUDA all N·K samples go in one batch.
 # A chunk never holds samples of two images unless it holds all of both, so an image's gradient does
 # not depend on its batch, and a fixed size (not a timed one) keeps results reproducible.
 EOT_CPU_CHUNK = 8
