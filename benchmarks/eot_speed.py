@@ -1,12 +1,20 @@
 """Cost of one EOT step with K channel samples against K BIM steps on the same batch.
 
-    python benchmarks/eot_speed.py [--batch 4] [--samples 8] [--repeats 3] [--channel typical]
+    python benchmarks/eot_speed.py [--batch 4] [--samples 8] [--repeats 5] [--channel typical]
+                                   [--threads 2] [--chunks 2,4,8,16,32]
 
-One EOT step = θ drawn for N·K samples, T(x; θ), the model's forward and backward on all N·K at
-once, the sign step. K BIM steps = K forward + backward passes of the model on the N images.
-Also: the channel alone (forward + backward on N·K, θ drawing apart) against the model alone on
-N·K, per stage. Target (issue 12): EOT step ≤ 1.15 × K BIM steps; channel ≤ 15 % of the model.
-Best of --repeats; prints figures, asserts nothing.
+One EOT step = `attacks.eot_gradient`: θ drawn for N·K samples, T(x; θ), the model's forward and
+backward on all N·K (in passes of `attacks.EOT_CPU_CHUNK` samples on CPU). K BIM steps = K
+forward + backward passes of the model on the N images. Also, in the same passes: the model
+alone, the channel alone (forward + backward, θ drawing apart) and each stage alone, as % of the
+model. Target (issue 12): EOT step ≤ 1.15 × K BIM steps; channel ≤ 15 % of the model.
+
+Every figure: one warm-up call, then --repeats rounds in which the things compared run one after
+the other (interleaved, so load that comes and goes hits them alike); medians. Wall seconds and
+CPU seconds of this process (time.process_time: less sensitive to other processes; with several
+threads it also counts their spinning). Ratios are medians of per-round ratios.
+--chunks: the model's forward + backward per image at those batch sizes (what EOT_CPU_CHUNK rests on).
+Prints figures, asserts nothing.
 """
 from __future__ import annotations
 
@@ -18,68 +26,107 @@ import torch
 import torch.nn.functional as F
 
 from physical import attacks as atk
-from physical.channel import STAGES, Channel, cat_theta
+from physical.channel import STAGES, Channel, cat_theta, theta_rows
 from physical.data import demo_items, load_image
 from physical.models import load_model
 
 
-def best(fn, repeats: int) -> float:
-    fn()  # warm-up (first-call allocations, kornia's table caches)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def rounds(fns: dict, repeats: int) -> dict:
+    """{name: (wall list, cpu list)}: each fn warmed up once, then run once per round, interleaved."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    out = {k: ([], []) for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            out[k][0].append(time.perf_counter() - w)
+            out[k][1].append(time.process_time() - c)
+    return out
+
+
+def med(v) -> float:
+    return float(np.median(v))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--samples", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--channel", default="typical")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chunks", default="", help="comma-separated batch sizes for the model's per-image cost")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n, k = args.batch, args.samples
-    model = load_model("default").to(memory_format=torch.channels_last)
+    model = load_model("default").to(memory_format=torch.channels_last)   # as craft runs it
     items = demo_items()
     x = torch.from_numpy(np.stack([load_image(items[i % len(items)].path, 224, 256) for i in range(n)])
                          ).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
     y = torch.tensor([items[i % len(items)].label for i in range(n)])
     channel = Channel(args.channel)
     rngs = [np.random.default_rng([0, i]) for i in range(n)]
+    chunk = atk.EOT_CPU_CHUNK
+    print(f"batch {n} images, K = {k}, channel {args.channel}, {torch.get_num_threads()} threads, "
+          f"EOT passes of {chunk} samples, {args.repeats} rounds")
 
-    t_bim = best(lambda: [atk.input_gradient(model, x, y) for _ in range(k)], args.repeats)
-    t_eot = best(lambda: atk.eot_gradient(model, channel, x, y, k, rngs), args.repeats)
-    print(f"batch {n} images, K = {k}, channel {args.channel}, {torch.get_num_threads()} threads")
-    print(f"  K = {k} BIM steps: {t_bim:.2f} s | one EOT step with K samples: {t_eot:.2f} s | "
-          f"ratio {t_eot / t_bim:.2f} (target ≤ 1.15)")
+    r = rounds({"bim": lambda: [atk.input_gradient(model, x, y) for _ in range(k)],
+                "eot": lambda: atk.eot_gradient(model, channel, x, y, k, rngs)}, args.repeats)
+    ratio = [e / b for e, b in zip(r["eot"][0], r["bim"][0])]
+    ratio_cpu = [e / b for e, b in zip(r["eot"][1], r["bim"][1])]
+    print(f"  K = {k} BIM steps: {med(r['bim'][0]):.2f} s ({med(r['bim'][1]):.2f} s CPU) | one EOT step with K "
+          f"samples: {med(r['eot'][0]):.2f} s ({med(r['eot'][1]):.2f} s CPU) | ratio {med(ratio):.2f} "
+          f"(CPU {med(ratio_cpu):.2f}; target ≤ 1.15)")
 
     xk = x.repeat_interleave(k, 0)
     yk = y.repeat_interleave(k)
-    t_draw = best(lambda: cat_theta([channel.sample(k, r) for r in rngs]), args.repeats)
-    theta = cat_theta([channel.sample(k, r) for r in rngs])
+    theta = cat_theta([channel.sample(k, rng) for rng in rngs])
+    ranges = atk.eot_chunks(n, k, chunk)
+    parts = [(xk[a:b], yk[a:b], theta_rows(theta, a, b)) for a, b in ranges]
 
     def model_fb():
-        v = xk.detach().requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(model(v), yk, reduction="sum"), v)
+        for xs, ys, _ in parts:
+            v = xs.detach().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(model(v), ys, reduction="sum"), v)
 
     def channel_fb(ch):
-        v = xk.detach().requires_grad_(True)
-        out = ch(v, theta)
-        torch.autograd.grad(out, v, grad_outputs=torch.ones_like(out))
+        def run():
+            for xs, _, th in parts:
+                v = xs.detach().requires_grad_(True)
+                out = ch(v, th)
+                torch.autograd.grad(out, v, grad_outputs=torch.ones_like(out))
+        return run
 
-    t_model = best(model_fb, args.repeats)
-    t_chan = best(lambda: channel_fb(channel), args.repeats)
-    print(f"  model forward+backward on {n * k}: {t_model:.2f} s | channel forward+backward: {t_chan:.2f} s = "
-          f"{100 * t_chan / t_model:.1f} % of the model (target ≤ 15 %) | drawing θ: {t_draw * 1000:.0f} ms")
-    parts = []
-    for stage in STAGES:
-        t = best(lambda: channel_fb(Channel(args.channel, stages=(stage,))), max(1, args.repeats - 1))
-        parts.append(f"{stage} {100 * t / t_model:.1f} %")
-    print("  per stage, % of the model's forward+backward: " + ", ".join(parts))
+    fns = {"model": model_fb, "channel": channel_fb(channel),
+           "draw": lambda: cat_theta([channel.sample(k, rng) for rng in rngs])}
+    fns.update({s: channel_fb(Channel(args.channel, stages=(s,))) for s in STAGES})
+    r = rounds(fns, args.repeats)
+
+    def share(name, cpu=0):
+        return 100 * med([a / b for a, b in zip(r[name][cpu], r["model"][cpu])])
+    print(f"  model forward+backward on {n * k}: {med(r['model'][0]):.2f} s ({med(r['model'][1]):.2f} s CPU) | "
+          f"channel forward+backward: {med(r['channel'][0]):.3f} s = {share('channel'):.1f} % of the model "
+          f"(CPU {share('channel', 1):.1f} %; target ≤ 15 %) | drawing θ: {1000 * med(r['draw'][0]):.0f} ms "
+          f"= {share('draw'):.1f} %")
+    print("  per stage, % of the model's forward+backward (wall / CPU): "
+          + ", ".join(f"{s} {share(s):.1f} / {share(s, 1):.1f}" for s in STAGES))
+
+    if args.chunks:
+        sizes = [int(s) for s in args.chunks.split(",")]
+        xs32 = xk.repeat(-(-max(sizes) // len(xk)), 1, 1, 1)[:max(sizes)]
+        ys32 = yk.repeat(-(-max(sizes) // len(yk)))[:max(sizes)]
+
+        def fb(size):
+            def run():
+                for a in range(0, max(sizes), size):
+                    v = xs32[a:a + size].detach().requires_grad_(True)
+                    torch.autograd.grad(F.cross_entropy(model(v), ys32[a:a + size], reduction="sum"), v)
+            return run
+        r = rounds({s: fb(s) for s in sizes}, args.repeats)
+        print(f"  model forward+backward per image, {max(sizes)} images in batches of: "
+              + ", ".join(f"{s}: {1000 * med(r[s][0]) / max(sizes):.0f} ms ({1000 * med(r[s][1]) / max(sizes):.0f} CPU)"
+                          for s in sizes))
 
 
 if __name__ == "__main__":

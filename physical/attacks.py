@@ -289,16 +289,55 @@ def bim_targeted(model, x: torch.Tensor, target: torch.Tensor, eps: float, alpha
     return _iterate(model, x, target, eps, alpha, steps, -1.0)
 
 
-def eot_gradient(model, channel, x: torch.Tensor, y: torch.Tensor, samples: int, rngs) -> torch.Tensor:
+# Samples per forward + backward pass on CPU. There a batch of N·K images is slower per image than
+# small ones: the activations of 32 images at 224 px (~50 MB a tensor for the first layers) fall out of
+# the caches and every such tensor is a fresh allocation the OS has to zero. Measured with
+# `benchmarks/eot_speed.py --chunks 4,8,16,32` (EfficientNet-Lite0, channels-last, CPU ms per image,
+# 1 thread, on a loaded 2-core machine; two runs): batches of 4: 46 / 59, 8: 43 / 57, 16: 65 / 59,
+# 32: 107 / 93. 8 is the smallest of the fast sizes that holds one image's default K = 8 samples.
+# On CUDA all N·K samples go in one batch.
+# A chunk never holds samples of two images unless it holds all of both, so an image's gradient does
+# not depend on its batch, and a fixed size (not a timed one) keeps results reproducible.
+EOT_CPU_CHUNK = 8
+
+
+def eot_chunks(n: int, samples: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of the n·samples samples (image 0's first), about `size` samples each:
+    whole images when samples ≤ size, else each image's samples in near-equal parts."""
+    if samples <= size:
+        per = size // samples * samples
+        return [(a, min(a + per, n * samples)) for a in range(0, n * samples, per)]
+    parts = -(-samples // size)
+    cuts = [round(j * samples / parts) for j in range(parts + 1)]
+    return [(i * samples + a, i * samples + b) for i in range(n) for a, b in zip(cuts, cuts[1:])]
+
+
+def eot_gradient(model, channel, x: torch.Tensor, y: torch.Tensor, samples: int, rngs,
+                 chunk: int | None = None) -> torch.Tensor:
     """∇_X of (1/K) Σ_k J(T(X; θ_k), y) per image, θ_k drawn with each image's own numpy generator
-    (so an image's result does not depend on its batch); one forward + backward for all N·K."""
-    from physical.channel import cat_theta
+    (so an image's result does not depend on its batch). All N·K samples are batched tensors: one
+    forward + backward on CUDA, on CPU passes of `chunk` samples (default EOT_CPU_CHUNK) whose
+    gradients are summed."""
+    from physical.channel import cat_theta, theta_rows
 
     theta = cat_theta([channel.sample(samples, rng, device=x.device) for rng in rngs])
-    x = x.detach().requires_grad_(True)
-    logits = model(channel(x.repeat_interleave(samples, dim=0), theta))
-    loss = F.cross_entropy(logits, y.repeat_interleave(samples), reduction="sum") / samples
-    (grad,) = torch.autograd.grad(loss, x)
+    n = len(x)
+    size = (EOT_CPU_CHUNK if x.device.type == "cpu" else n * samples) if chunk is None else int(chunk)
+    ranges = eot_chunks(n, samples, max(1, size))
+    if len(ranges) == 1:
+        x = x.detach().requires_grad_(True)
+        logits = model(channel(x.repeat_interleave(samples, dim=0), theta))
+        loss = F.cross_entropy(logits, y.repeat_interleave(samples), reduction="sum") / samples
+        (grad,) = torch.autograd.grad(loss, x)
+        return grad
+    grad = torch.zeros_like(x)
+    owner = torch.arange(n, device=x.device).repeat_interleave(samples)
+    for a, b in ranges:
+        rows = owner[a:b]
+        xs = x.detach()[rows].requires_grad_(True)
+        loss = F.cross_entropy(model(channel(xs, theta_rows(theta, a, b))), y[rows], reduction="sum") / samples
+        (g,) = torch.autograd.grad(loss, xs)
+        grad.index_add_(0, rows, g)
     return grad
 
 
