@@ -166,11 +166,12 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     incomplete, with `markers.detect` (the fully tuned detector). A photo that one of the `others`
     (kept earlier layouts) reads completely is complete too.
     """
+    ids = markers.layout_ids(layout, *others)
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     scale = min(1.0, detect_long_side / max(grey.shape))
     small = _displayed_copy(grey, tag, scale)
     how = {"scale": scale, "pass": "fast"}
-    dets = _fast_detect(small)
+    dets = _fast_detect(small, ids)
     ident = markers.identify(dets, layout)
 
     def complete(ident, dets):
@@ -183,34 +184,33 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
             scale = min(1.0, scale * TARGET_SIDE / side)
             small = _displayed_copy(grey, tag, scale)
             how["scale"] = scale
-            dets = _fast_detect(small)
+            dets = _fast_detect(small, ids)
             ident = markers.identify(dets, layout)
         if dets and not complete(ident, dets):
             # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300
             # noise image): only worth it when the fast pass saw part of a sheet
             how["pass"] = "tuned"
-            dets = markers.detect(small)
+            dets = markers.detect(small, ids)
     dets = _to_full(dets, scale)
     return dets, markers.identify(dets, layout), how
 
 
-_FAST = None
+_FAST: dict = {}
 
 
-def _fast_detect(grey: np.ndarray) -> list[markers.Detection]:
-    """markers.detect with a cheaper candidate search (same dictionary, same corner convention)."""
-    global _FAST
-    if _FAST is None:
+def _fast_detect(grey: np.ndarray, ids=None) -> list[markers.Detection]:
+    """markers.detect with a cheaper candidate search (same dictionary, same corner convention);
+    `ids`: those of the layouts read (markers.Detector: faster, same result)."""
+    key = None if ids is None else tuple(ids)
+    if key not in _FAST:
         p = markers.detector_parameters()
         p.adaptiveThreshWinSizeStep = max(p.adaptiveThreshWinSizeStep, 20)
         p.minMarkerPerimeterRate = max(p.minMarkerPerimeterRate, 0.03)
         p.polygonalApproxAccuracyRate = min(p.polygonalApproxAccuracyRate, 0.03)
-        _FAST = cv2.aruco.ArucoDetector(markers.dictionary(), p)
-    corners, ids, _ = _FAST.detectMarkers(grey)
-    if ids is None:
-        return []
-    return [markers.Detection(int(i), geometry.from_opencv(np.asarray(c, dtype=np.float64).reshape(4, 2)))
-            for c, i in zip(corners, ids.ravel())]
+        if len(_FAST) > 8:
+            _FAST.clear()
+        _FAST[key] = markers.Detector(p, key)
+    return _FAST[key](grey)
 
 
 def _displayed_copy(grey: np.ndarray, tag: int, scale: float) -> np.ndarray:
