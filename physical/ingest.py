@@ -4,7 +4,7 @@ Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see `_
 
 1. Read the header with PIL and refuse images over the pixel limit before decoding
    (decompression bombs); decode (OpenCV for complete JPEGs, PIL otherwise, which reports
-   truncated/corrupt files). The EXIF orientation is applied exactly as
+   truncated/corrupt files; HEIC/HEIF through pillow-heif, see `_open_heif`). The EXIF orientation is applied exactly as
    `PIL.ImageOps.exif_transpose` does (tested), but by coordinates: the full-resolution pixels
    stay as stored and every point is mapped through the orientation, which saves a 12 MP copy.
 2. Find markers on a grey copy reduced to `DETECT_LONG_SIDE` pixels (area interpolation) with a
@@ -116,6 +116,8 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
     The header (size, EXIF) is read with PIL before anything is decoded. A complete JPEG
     (ending in its EOI marker) is decoded by OpenCV straight into an array (faster: no copy);
     anything else by PIL, which reports truncated or corrupt data."""
+    if data[4:8] == b"ftyp":   # an ISO-BMFF file: HEIC/HEIF (iPhones), read through pillow-heif
+        _open_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -152,6 +154,23 @@ def read_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.nd
     if arr.ndim == 2:
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR), tag
     return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), tag
+
+
+_HEIF = False
+
+
+def _open_heif() -> None:
+    """Teach PIL to open HEIC/HEIF (pillow-heif, once per process). libheif applies the image's
+    rotation and mirroring (irot/imir, which HEIF makes normative) while decoding and pillow-heif
+    then reports EXIF orientation 1, so such a photo comes back displayed, with tag 1."""
+    global _HEIF
+    if not _HEIF:
+        try:
+            import pillow_heif
+        except ImportError:
+            raise Rejected("a HEIC/HEIF photo, but pillow-heif is not installed (pip install pillow-heif)") from None
+        pillow_heif.register_heif_opener()
+        _HEIF = True
 
 
 def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int = DETECT_LONG_SIDE,
@@ -406,7 +425,8 @@ def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: C
     at_source = cv2.resize(big, (src_w, src_h), interpolation=cv2.INTER_AREA)
     n = ctx.input_size
     final = at_source if (src_w, src_h) == (n, n) else cv2.resize(big, (n, n), interpolation=cv2.INTER_AREA)
-    ok, png = cv2.imencode(".png", final, [cv2.IMWRITE_PNG_COMPRESSION, 1,
+    # one fixed filter ("up") instead of libpng's per-row choice: half the encoding time, ~9 % larger
+    ok, png = cv2.imencode(".png", final, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
                                            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
     return {"image_id": match.image_id, "variant": match.variant, "page": match.page, "slot": match.slot,
             "corners_px": corners.round(3).tolist(), "homography_mm_to_px": fit.H.tolist(),
@@ -424,7 +444,25 @@ _WORKER_CTX: Context | None = None
 def _worker_init(ctx: Context) -> None:
     global _WORKER_CTX
     cv2.setNumThreads(1)
+    _keep_freed_memory()
     _WORKER_CTX = ctx
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed blocks for the next photo instead of returning them to the system:
+    each photo allocates ~80 MB (decode, grey copy, warps) in large blocks, which malloc would
+    otherwise map fresh every time and the kernel zero page by page (~35 ms of system CPU per
+    12 MP photo; 260,000 → 29,000 page faults for 25 photos). A worker then holds its peak
+    (~150 MB) until the pool closes. No-op without glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt(-3, 512 << 20)   # M_MMAP_THRESHOLD: blocks up to 512 MB come from the heap
+        libc.mallopt(-1, 1 << 30)     # M_TRIM_THRESHOLD: keep up to 1 GB free at the top of it
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def _worker(path: str) -> dict:
@@ -578,6 +616,7 @@ def _process(todo, ctx: Context, workers: int | None):
         workers = min(os.cpu_count() or 1, 4)
     workers = max(1, min(workers, len(todo)))
     if workers == 1 or len(todo) < 3:
+        _keep_freed_memory()   # e.g. serve's worker process, which ingests every photo itself
         for path, digest in todo:
             yield path, digest, ingest_photo(path.read_bytes(), ctx)
         return
