@@ -10,7 +10,9 @@ Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see `_
 2. Find markers on a grey copy reduced to `DETECT_LONG_SIDE` pixels (area interpolation) with a
    fast pass of markers.py's detector (coarser threshold sweep); when that misses markers of a
    found image: again at a scale giving markers of `TARGET_SIDE` px, then `markers.detect`
-   (the fully tuned detector); corners scale back exactly (pixel-corner convention).
+   (the fully tuned detector); corners scale back exactly (pixel-corner convention). The
+   detectors hold the ids of the layouts read first in their dictionary (`markers.Detector`:
+   the same markers, found after fewer code comparisons).
 3. `physical.markers.identify` → run, page and slot for every image whose markers were found;
    with earlier layouts kept (printouts/<run>/layouts/), `markers.identify_layouts` against the
    current one and each kept one, every marker explaining one layout at most. A sheet of an
@@ -538,6 +540,8 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     ctx = _context(ws, run, layout, max_pixels)
 
     files = ws.list_photos(run, folder) if only is None else [p for p in map(Path, only) if p.is_file()]
+    if _pool_size(workers, len(files)) > 1:
+        _start_forkserver()   # it imports cv2 & co. on the other core while this one hashes the photos
     digests = [(path, sha256_file(path)) for path in files]
     # a call for some files (`only`, physical serve) forgets nothing: it has not looked at the folder
     forgotten = _forget_changed_photos(ws, run, state, folder, {d for _, d in digests}) if only is None else 0
@@ -611,11 +615,24 @@ def _forget_changed_photos(ws: Workspace, run: str, state: dict, folder: Path, p
     return len(gone)
 
 
-def _process(todo, ctx: Context, workers: int | None):
+def _pool_size(workers: int | None, n: int) -> int:
+    """Worker processes for `n` photos: 1 (this process) for fewer than 3."""
     if workers is None:
         workers = min(os.cpu_count() or 1, 4)
-    workers = max(1, min(workers, len(todo)))
-    if workers == 1 or len(todo) < 3:
+    return 1 if n < 3 else max(1, min(workers, n))
+
+
+def _start_forkserver() -> None:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        _pool_context()
+        forkserver.ensure_running()   # returns at once; the server process loads its modules itself
+
+
+def _process(todo, ctx: Context, workers: int | None):
+    workers = _pool_size(workers, len(todo))
+    if workers == 1:
         _keep_freed_memory()   # e.g. serve's worker process, which ingests every photo itself
         for path, digest in todo:
             yield path, digest, ingest_photo(path.read_bytes(), ctx)
