@@ -69,6 +69,30 @@ def build_run(root: str, run: str = "bench", size: int = 224, seed: int = 0) -> 
     return ws
 
 
+def score(state: dict, sim: dict, lay: dict) -> dict:
+    """Ingest against the simulator's truth: fully visible images recovered, crops assigned to the
+    wrong printed image, and the crop corners' error in source-PNG pixels."""
+    truth = {p["file"]: p for p in sim["photos"]}
+    rects = {(p["page"], s["slot"]): (s["rect_mm"], s["size_px"][0]) for p in lay["pages"] for s in p["slots"]}
+    vis = rec = wrong = 0
+    errs = []
+    for photo in state["photos"]:
+        tr = truth[photo["file"]]
+        crops = {c["slot"]: c for c in state["crops"] if c["photo"] == photo["file"]}
+        for s in tr["slots"]:
+            vis += s["fully_visible"]
+            rec += s["fully_visible"] and s["slot"] in crops
+        for c in crops.values():
+            ts = next(s for s in tr["slots"] if s["slot"] == c["slot"])
+            wrong += (ts["image_id"], ts["variant"]) != (c["image_id"], c["variant"])
+            (x0, y0, x1, y1), px = rects[(c["page"], c["slot"])]
+            mm = ingest._transform(np.linalg.inv(np.asarray(c["homography_mm_to_px"])), np.asarray(ts["corners_px"]))
+            errs.extend(np.linalg.norm(mm - [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], axis=1) * px / (x1 - x0))
+    return {"visible": vis, "recovered": rec, "wrong": wrong, "crops": len(state["crops"]),
+            "err_mean": float(np.mean(errs)) if errs else float("nan"),
+            "err_max": float(np.max(errs)) if errs else float("nan")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="typical", choices=list(simulate.PRESETS))
@@ -112,25 +136,9 @@ def main() -> None:
           f"(mean CPU {np.mean(cpu):.3f} s per photo, pool start-up and file reads not included)")
     print("  " + ingest.summary_line(state))
 
-    # accuracy against the simulator's truth
-    truth = {p["file"]: p for p in sim["photos"]}
-    rects = {(p["page"], s["slot"]): (s["rect_mm"], s["size_px"][0]) for p in lay["pages"] for s in p["slots"]}
-    vis = rec = wrong = 0
-    errs = []
-    for photo in state["photos"]:
-        tr = truth[photo["file"]]
-        crops = {c["slot"]: c for c in state["crops"] if c["photo"] == photo["file"]}
-        for s in tr["slots"]:
-            vis += s["fully_visible"]
-            rec += s["fully_visible"] and s["slot"] in crops
-        for c in crops.values():
-            ts = next(s for s in tr["slots"] if s["slot"] == c["slot"])
-            wrong += (ts["image_id"], ts["variant"]) != (c["image_id"], c["variant"])
-            (x0, y0, x1, y1), px = rects[(c["page"], c["slot"])]
-            mm = ingest._transform(np.linalg.inv(np.asarray(c["homography_mm_to_px"])), np.asarray(ts["corners_px"]))
-            errs.extend(np.linalg.norm(mm - [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], axis=1) * px / (x1 - x0))
-    print(f"  recovered {rec} of {vis} fully visible images ({rec / max(vis, 1):.1%}), wrong assignments {wrong}, "
-          f"corner error vs truth: mean {np.mean(errs):.3f}, max {np.max(errs):.3f} source px")
+    r = score(state, sim, lay)
+    print(f"  recovered {r['recovered']} of {r['visible']} fully visible images ({r['recovered'] / max(r['visible'], 1):.1%}), "
+          f"wrong assignments {r['wrong']}, corner error vs truth: mean {r['err_mean']:.3f}, max {r['err_max']:.3f} source px")
 
     if args.model:
         import torch

@@ -2,7 +2,7 @@
 
 A small Starlette app served by uvicorn. The URL carries a random token (printed, and shown as
 a QR code); the phone's page uploads each photo, the server stores it under
-captures/<run>/photos/<sha256>.<jpg|png> (original bytes, EXIF kept; the client's file name is
+captures/<run>/photos/<sha256>.<jpg|png|heic> (original bytes, EXIF kept; the client's file name is
 data in captures/<run>/serve.json, never a path) and queues it for ingest. Ingest runs in one
 long-lived worker process (so the server stays responsive and the worker stays warm: cv2 and
 the marker detector are loaded once), one call at a time, by calling `physical.ingest.ingest_run`
@@ -15,7 +15,7 @@ API (token as `Authorization: Bearer TOKEN`, `?token=TOKEN`, or the cookie the p
     POST /api/photos       multipart, field "photos" (one or more files) → per file
                            {"name", "status": "stored" | "duplicate" | "refused", "sha256", "reason"}
                            401 wrong/missing token · 413 body over --max-upload-mb · 415 no file
-                           is a JPEG/PNG (sniffed from the bytes) · 400 no "photos" field
+                           is a JPEG/PNG/HEIC (sniffed from the bytes) · 400 no "photos" field
     GET  /api/status       photos with their ingest results and advice, coverage per page
     GET  /api/events       the same JSON as server-sent events, whenever it changes
     POST /api/finish       when ingest is idle: `physical evaluate` then `physical report`
@@ -62,23 +62,28 @@ UPLOAD_LOG = "serve.json"
 QR_PNG = "serve-qr.png"
 COOKIE = "physical_token"
 SIGNATURES = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"))
+# HEIF major brands (ISO/IEC 23008-12: HEVC images and sequences, and the generic image brands);
+# iPhones write "heic", ingest decodes them through pillow-heif
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
 
 
 def sniff(data: bytes) -> str | None:
-    """File extension for JPEG/PNG bytes (from their signature, not any name), else None."""
+    """File extension for JPEG/PNG/HEIC bytes (from their signature, not any name), else None."""
     for signature, ext in SIGNATURES:
         if data.startswith(signature):
             return ext
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return ".heic"
     return None
 
 
 def _not_image_reason(data: bytes) -> str:
     if not data:
         return "empty file"
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"):
-        return ("a HEIC photo: set the camera to JPEG (iPhone: Settings > Camera > Formats > Most Compatible) "
-                "or share it as JPEG")
-    return "not a JPEG or PNG image (judged from its bytes)"
+    if data[4:8] == b"ftyp":
+        return (f"an ISO media file of brand {data[8:12].decode('ascii', 'replace')!r}, not a HEIC photo: "
+                "send JPEG, PNG or HEIC")
+    return "not a JPEG, PNG or HEIC image (judged from its bytes)"
 
 
 def display_name(name: str | None, limit: int = 200) -> str:

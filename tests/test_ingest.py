@@ -4,6 +4,7 @@ reason; re-runs add photos; the sharpest of several crops is used."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import shutil
 import struct
 import zlib
@@ -209,6 +210,40 @@ def test_partly_out_of_frame_is_refused(run_ws, tmp_path):
     assert key not in got
     assert refused.get(key) == "image partly out of frame" or rec["reason"] == "image partly out of frame"
     assert {(s["image_id"], s["variant"]) for s in keep} <= got
+
+
+def test_heic_photo_is_ingested_like_the_jpeg_with_its_orientation(run_ws, tmp_path):
+    """A HEIC photo (what iPhones send; written by pillow-heif from a simulated photo, stored
+    pixels turned and EXIF orientation 6) gives the images at the same corners as the same
+    photo as a JPEG, both against the simulator's truth."""
+    import pillow_heif   # a dependency (setup.cfg)
+
+    pillow_heif.register_heif_opener()
+    ws = run_ws
+    sim = simulate.simulate_run(ws, "g", preset="mild", seed=4, resolution=(1200, 900), pages=[1], force=True)
+    truth = sim["photos"][0]
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(ws.captures("g") / truth["file"])).convert("RGB"))
+    stored = np.ascontiguousarray(np.rot90(shown, 1))     # tag 6: displayed = stored turned 90° clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x0110] = "test phone"
+    d = tmp_path / "heic"
+    d.mkdir()
+    Image.fromarray(stored).save(d / "IMG_0001.jpg", quality=95, exif=exif.tobytes())
+    Image.fromarray(stored).save(d / "IMG_0001.HEIC", format="HEIF", quality=95, exif=exif.tobytes())
+    heic = (d / "IMG_0001.HEIC").read_bytes()
+    assert heic[4:12] == b"ftypheic"
+    assert np.asarray(Image.open(d / "IMG_0001.HEIC")).shape == shown.shape   # pillow-heif applied it
+    state = ingest.ingest_run(ws, "g", d, force=True)
+    recs = {Path(p["file"]).suffix: p for p in state["photos"]}
+    assert recs[".HEIC"]["status"] == recs[".jpg"]["status"] == "accepted"
+    assert recs[".HEIC"]["size"] == recs[".jpg"]["size"] == [shown.shape[1], shown.shape[0]]
+    want = {s["slot"]: np.asarray(s["corners_px"]) for s in truth["slots"] if s["fully_visible"]}
+    for suffix in (".jpg", ".HEIC"):
+        crops = {c["slot"]: c for c in state["crops"] if c["photo"].endswith(suffix)}
+        assert sorted(crops) == sorted(want)
+        for slot, c in crops.items():
+            assert np.abs(np.asarray(c["corners_px"]) - want[slot]).max() < 1.0, (suffix, slot)
 
 
 def test_orientation_matrix_matches_pil_exif_transpose():

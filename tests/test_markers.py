@@ -103,6 +103,26 @@ def test_detect_rotated_marker_keeps_printed_corner_order():
     assert np.abs(d.corners_px[0] - [y, h - x]).max() < 0.5
 
 
+def test_detector_with_ids_first_finds_the_same_markers_as_without():
+    """markers.Detector(ids=…) only reorders the dictionary (speed): same ids, same corners, same
+    order, with or without the photographed markers among `ids`, and markers of ids not given
+    (another run's sheet) still found; textured blocks give candidates that are no marker."""
+    ids = [0, 3, 250, 251, 512, 700, 998, 999]
+    img, _ = _marker_canvas(ids, side=48, quiet=24)
+    rng = np.random.default_rng(0)
+    texture = (rng.random((3, img.shape[1] // 24)) > 0.5).astype(np.uint8) * 255
+    img = np.vstack([img, cv2.resize(texture, (img.shape[1], 36), interpolation=cv2.INTER_NEAREST)])
+    img = cv2.GaussianBlur(img, (0, 0), 0.8)
+    img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_GRAYSCALE)
+    ref = M.Detector()(img)
+    assert sorted(d.id for d in ref) == ids
+    for first in ([3, 512], ids, [1, 2, 600], []):
+        got = M.Detector(ids=first)(img)
+        assert [d.id for d in got] == [d.id for d in ref]
+        assert all(np.array_equal(a.corners_px, b.corners_px) for a, b in zip(got, ref))
+    assert [d.id for d in M.detect(img, ids=[3, 512])] == sorted(ids)
+
+
 def test_detect_empty_and_bad_input():
     assert M.detect(np.full((200, 300), 255, np.uint8)) == []
     with pytest.raises(ValueError):

@@ -123,10 +123,10 @@ def test_non_images_are_415_by_their_bytes(served):
     before = _files_under(ws.captures("g") / "photos")
     r = _upload(client, "photo.jpg", b"GIF89a not a jpeg at all")
     assert r.status_code == 415
-    assert r.json()["files"][0]["status"] == "refused" and "JPEG or PNG" in r.json()["files"][0]["reason"]
-    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 100
-    r = _upload(client, "IMG_0002.HEIC", heic)
-    assert r.status_code == 415 and "Most Compatible" in r.json()["files"][0]["reason"]
+    assert r.json()["files"][0]["status"] == "refused" and "JPEG, PNG or HEIC" in r.json()["files"][0]["reason"]
+    video = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 100   # an MP4: ISO media, not HEIF
+    r = _upload(client, "IMG_0002.MOV", video)
+    assert r.status_code == 415 and "'isom'" in r.json()["files"][0]["reason"]
     assert _upload(client, "empty.jpg", b"").status_code == 415
     assert client.post("/api/photos", data={"other": "field"}).status_code == 400
     assert _files_under(ws.captures("g") / "photos") == before
@@ -137,6 +137,34 @@ def test_non_images_are_415_by_their_bytes(served):
     ph = photo(wait_for(lambda: _status(client), done(answer["sha256"])), answer["sha256"])
     assert ph["state"] == "rejected" and ph["reason"] == "no markers found"
     assert "get the whole sheet in the frame" in ph["advice"][0]
+
+
+def test_heic_upload_is_stored_as_sent_and_ingested(served, tmp_path):
+    """An iPhone's HEIC (made by pillow-heif from the page-2 photo, EXIF orientation 8 and a
+    camera model): stored byte for byte as photos/<sha256>.heic, ingested with the orientation
+    applied, all four images of page 2 in."""
+    import pillow_heif
+    from PIL import Image, ImageOps
+
+    pillow_heif.register_heif_opener()
+    ws, photos, service, client = served
+    shown = ImageOps.exif_transpose(Image.open(photos["p2"])).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 8      # displayed = stored turned 90° anticlockwise
+    exif[0x0110] = "iPhone (test)"
+    buf = tmp_path / "IMG_0003.HEIC"
+    shown.transpose(Image.Transpose.ROTATE_270).save(buf, format="HEIF", quality=92, exif=exif.tobytes())
+    data = buf.read_bytes()
+    assert sniff(data) == ".heic"
+    r = client.post("/api/photos", files=[("photos", ("IMG_0003.HEIC", data, "image/heic"))])
+    (answer,) = r.json()["files"]
+    assert r.status_code == 200 and answer["status"] == "stored" and answer["file"] == f"photos/{answer['sha256']}.heic"
+    assert (ws.captures("g") / answer["file"]).read_bytes() == data          # as sent, EXIF and all
+    assert Image.open(ws.captures("g") / answer["file"]).getexif()[0x0110] == "iPhone (test)"
+    ph = photo(wait_for(lambda: _status(client), done(answer["sha256"])), answer["sha256"])
+    assert ph["state"] == "accepted", ph
+    assert sorted(i["slot"] for i in ph["images"]) == [0, 1, 2, 3] and {i["page"] for i in ph["images"]} == {2}
+    wait_for(lambda: _status(client), lambda s: not s["ingest"]["busy"])   # the run lock is free again
 
 
 def test_duplicate_is_recognised_by_its_hash(served):
@@ -328,6 +356,9 @@ def test_cli_refuses_a_run_without_layout_and_a_busy_port(tmp_path):
 def test_sniff_and_display_name():
     assert sniff(b"\xff\xd8\xff\xe0rest") == ".jpg" and sniff(b"\x89PNG\r\n\x1a\nrest") == ".png"
     assert sniff(b"GIF89a") is None and sniff(b"") is None and sniff(b"\xff\xd8") is None
+    assert sniff(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic") == ".heic"
+    assert sniff(b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic") == ".heic"
+    assert sniff(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2") is None
     assert display_name("../../etc/passwd") == "../../etc/passwd"  # data, shown as typed
     assert display_name("a\x00b\nc") == "abc" and len(display_name("x" * 999)) == 200
     assert display_name("") == "(no name)"
