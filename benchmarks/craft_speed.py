@@ -9,8 +9,8 @@ shared trajectory per attack, 21 gradients, BIM's and ILL's images in the same p
 torchattacks running each ε on its own (37 gradients per attack), interleaved rounds; prints wall
 and CPU seconds, page faults, the speed-up, success per ε for both, the share of uint8 values
 equal, and the projected cost of 50,000 images. torchattacks runs with glibc's own malloc
-settings, as its user has them; a third row gives it physical's `large_heap` as well, the
-speed-up left when only the attack code and the model differ.
+settings, as its user has them; --same-heap adds a row giving it physical's `large_heap` as
+well: the speed-up left when only the attack code and the model differ.
 --gradient: one forward + backward pass per image for torchattacks' model and for ours with
 each change of issue 14 alone (out-of-place ReLU6, large_heap, a batch of BIM + ILL together).
 
@@ -111,7 +111,7 @@ def torchattacks_sweep(peer, x, y, eps_list):
     return out
 
 
-def sweep(ours, peer, x, y, x_cl, repeats):
+def sweep(ours, peer, x, y, x_cl, repeats, same_heap=False):
     """BIM + ILL over the paper's ε: physical's sweep as craft runs it vs torchattacks per ε."""
     eps_list = [2.0, 4.0, 8.0, 16.0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {len(x)}, "
@@ -129,10 +129,11 @@ def sweep(ours, peer, x, y, x_cl, repeats):
         with large_heap():
             return torchattacks_sweep(peer, x, y, eps_list)
 
-    fns = {"physical": physical_sweep, "torchattacks": lambda: torchattacks_sweep(peer, x, y, eps_list),
-           "torchattacks_heap": torchattacks_heap}
+    fns = {"physical": physical_sweep, "torchattacks": lambda: torchattacks_sweep(peer, x, y, eps_list)}
+    if same_heap:
+        fns["torchattacks_heap"] = torchattacks_heap
     best, outs = interleaved(fns, repeats)
-    (w_o, c_o, f_o), (w_p, c_p, f_p), (w_h, c_h, f_h) = best["physical"], best["torchattacks"], best["torchattacks_heap"]
+    (w_o, c_o, f_o), (w_p, c_p, f_p) = best["physical"], best["torchattacks"]
     grads = 2 * (atk.paper_steps(16) + 1)
     peer_grads = 2 * sum(atk.paper_steps(e) for e in eps_list)
     print(f"physical sweep      {w_o:7.2f} s/batch wall, {c_o:7.2f} s CPU, {f_o:>8} page faults  "
@@ -140,8 +141,10 @@ def sweep(ours, peer, x, y, x_cl, repeats):
     print(f"torchattacks per ε  {w_p:7.2f} s/batch wall, {c_p:7.2f} s CPU, {f_p:>8} page faults  "
           f"({peer_grads} gradients per image, {len(x)}-image passes)")
     print(f"speed-up physical sweep / torchattacks: {w_p / w_o:.2f}x wall, {c_p / c_o:.2f}x CPU")
-    print(f"  (torchattacks inside physical's large_heap too: {w_h:.2f} s wall, {c_h:.2f} s CPU, {f_h} page faults; "
-          f"speed-up {w_h / w_o:.2f}x wall, {c_h / c_o:.2f}x CPU)")
+    if same_heap:
+        w_h, c_h, f_h = best["torchattacks_heap"]
+        print(f"  (torchattacks inside physical's large_heap too: {w_h:.2f} s wall, {c_h:.2f} s CPU, {f_h} page faults; "
+              f"speed-up {w_h / w_o:.2f}x wall, {c_h / c_o:.2f}x CPU)")
     adv_ours, adv_peer = outs["physical"], outs["torchattacks"]
     with torch.no_grad():
         for name, goal in (("bim", y), ("ill", target)):
@@ -220,6 +223,7 @@ def main():
     parser.add_argument("--eps", type=float, default=16)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sweep", action="store_true", help="BIM + ILL at eps 2, 4, 8, 16 (the paper's sweep)")
+    parser.add_argument("--same-heap", action="store_true", help="--sweep: also time torchattacks inside large_heap")
     parser.add_argument("--gradient", action="store_true", help="where one gradient's time goes (each change alone)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
@@ -233,7 +237,7 @@ def main():
     x_cl = x.contiguous(memory_format=torch.channels_last)
     peer = PeerModel(ours).to(ours.mean.device).eval()
     if args.sweep:
-        return sweep(ours, peer, x, y, x_cl, args.repeats)
+        return sweep(ours, peer, x, y, x_cl, args.repeats, args.same_heap)
     if args.gradient:
         return one_gradient(ours, peer, x, y, max(3, args.repeats))
     steps = atk.paper_steps(args.eps)
