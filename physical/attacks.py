@@ -154,10 +154,12 @@ def ill(model, x: torch.Tensor, eps: float, alpha: float = 1.0, steps: int | Non
     return _iterate(model, x, target, eps, alpha, steps, -1.0)
 
 
-def iterative_sweep(model, x: torch.Tensor, target: torch.Tensor, eps_list: Sequence[float],
-                    alpha: float = 1.0, steps: dict | None = None, direction: float = +1.0) -> list[torch.Tensor]:
-    """BIM (direction +1, target = true labels) or ILL (−1, target = y_LL) at several ε, from one
-    shared trajectory; returns what `bim`/`ill` return for each ε, in `eps_list`'s order.
+def iterative_sweep(model, x: torch.Tensor, target: torch.Tensor | None, eps_list: Sequence[float],
+                    alpha: float = 1.0, steps: dict | None = None, direction: float = +1.0,
+                    max_batch: int | None = None) -> list[torch.Tensor]:
+    """BIM (direction +1, target = true labels) or ILL (−1, target = y_LL, or None: y_LL of the
+    clean X from the first step's forward pass) at several ε, from one shared trajectory;
+    returns what `bim`/`ill` return for each ε, in `eps_list`'s order.
 
     The trajectory of the largest ε is also that of a smaller ε for as long as Clip_{X,ε} would not
     change a value, i.e. at least the first ⌊ε/α⌋ steps (k·α ≤ ε), and the gradient of the step
@@ -165,46 +167,111 @@ def iterative_sweep(model, x: torch.Tensor, target: torch.Tensor, eps_list: Sequ
     and branches off at the first step where its own clip differs anywhere in the batch (tested
     by comparing the two clips, so exact for any α, not only integer ones), then takes its own
     remaining steps. The paper's ε 2, 4, 8, 16 (2, 5, 10, 20 steps, α = 1): 21 gradients, not 37.
-    `steps` maps ε → iterations (default: the paper's)."""
+    `steps` maps ε → iterations (default: the paper's). See `iterative_sweeps` for `max_batch`."""
+    return iterative_sweeps(model, x, [(target, direction)], eps_list, alpha, steps, max_batch)[0]
+
+
+def iterative_sweeps(model, x: torch.Tensor, attacks: Sequence[tuple], eps_list: Sequence[float],
+                     alpha: float = 1.0, steps: dict | None = None,
+                     max_batch: int | None = None) -> list[list[torch.Tensor]]:
+    """`iterative_sweep` for several attacks of the same images at once, `attacks` being
+    (target, direction) pairs, e.g. [(y, +1), (None, −1)] for BIM and ILL: one list per attack.
+
+    Every trajectory's step (each attack's shared one and the branches of smaller ε) goes into
+    one forward + backward pass of all their images (in chunks of at most `max_batch` images):
+    fewer, larger passes cost less per image on a CPU than one pass per trajectory. The first
+    step, where every attack is at the clean X, takes one forward pass and one backward pass per
+    attack (its y_LL read off that forward pass when the target is None). Each image's gradient
+    is its own (the loss is a sum), so the results are those of `bim`/`ill` wherever the
+    convolution kernels give an image the same values whatever batch it is in (bit-identical on
+    CPU for the default model; tests/test_sweep.py)."""
     steps = steps or {}
     plan = {}
     for e in eps_list:
-        e, alpha_checked, n = _check_iter(e, alpha, steps.get(e))
+        e, _, n = _check_iter(e, alpha, steps.get(e))
         plan[e] = n
+    check_input(x)
     alpha = float(alpha)
     top = max(plan)
-    riders = {e: n for e, n in plan.items() if e != top}   # still on the shared trajectory
-    done: dict[float, torch.Tensor] = {}
-    branches = []                                           # (ε, image after its first own step, steps taken)
-    x_adv, k = x.clone(), 0
+    mains = [_Track(x.clone(), target, float(direction), top, {e: n for e, n in plan.items() if e != top})
+             for target, direction in attacks]
+    branches: list[_Track] = []
+    k = 0
     while True:
-        for e in [e for e, n in riders.items() if n == k]:  # finished without ever parting
-            done[e] = x_adv
-            del riders[e]
-        if k == plan[top]:
-            done[top] = x_adv
-        if k >= plan[top] and not riders:
+        for t in mains:
+            for e in [e for e, n in t.riders.items() if n == k]:  # finished without ever parting
+                t.done[e] = t.x_adv
+                del t.riders[e]
+            if k == plan[top]:
+                t.done[top] = t.x_adv
+        moving = [t for t in mains if k < plan[top] or t.riders] + [b for b in branches if b.left]
+        if not moving:
             break
-        grad = input_gradient(model, x_adv, target)
-        moved = x_adv + direction * alpha * grad.sign()
-        nxt = clip_eps(moved, x, top).detach()
-        for e in list(riders):
-            own = clip_eps(moved, x, e).detach()
-            if not torch.equal(own, nxt):
-                branches.append((e, own, k + 1))
-                del riders[e]
-        x_adv, k = nxt, k + 1
-    for e, x_e, taken in branches:
-        done[e] = _continue(model, x, x_e, target, e, alpha, plan[e] - taken, direction)
-    return [done[check_eps(e)] for e in eps_list]
+        grads = _first_gradients(model, x, mains, max_batch) if k == 0 else _gradients(model, moving, max_batch)
+        for t, grad in zip(moving, grads):
+            moved = t.x_adv + t.direction * alpha * grad.sign()
+            t.x_adv = clip_eps(moved, x, t.eps).detach()
+            if t.left is not None:                      # a smaller ε's own steps after parting
+                t.left -= 1
+                if not t.left:
+                    t.owner.done[t.eps] = t.x_adv
+                continue
+            for e in list(t.riders):
+                own = clip_eps(moved, x, e).detach()
+                if not torch.equal(own, t.x_adv):
+                    del t.riders[e]
+                    if plan[e] == k + 1:
+                        t.done[e] = own
+                    else:
+                        branches.append(_Track(own, t.target, t.direction, e, {}, left=plan[e] - k - 1, owner=t))
+        k += 1
+    return [[t.done[check_eps(e)] for e in eps_list] for t in mains]
 
 
-def _continue(model, x, x_adv, target, eps, alpha, steps, direction):
-    """`_iterate`'s loop (the same arithmetic) from an image `steps` short of the end."""
-    for _ in range(steps):
-        grad = input_gradient(model, x_adv, target)
-        x_adv = clip_eps(x_adv + direction * alpha * grad.sign(), x, eps).detach()
-    return x_adv
+class _Track:
+    """One trajectory of `iterative_sweeps`: an attack's shared one (`riders`: the smaller ε still
+    on it, ε → steps; `done`: ε → result) or a smaller ε's branch (`left` steps, results to `owner`)."""
+
+    def __init__(self, x_adv, target, direction, eps, riders, left=None, owner=None):
+        self.x_adv, self.target, self.direction, self.eps = x_adv, target, direction, eps
+        self.riders, self.left, self.owner, self.done = riders, left, owner, {}
+
+
+def _chunks(n: int, max_batch: int | None):
+    size = n if not max_batch else max(1, int(max_batch))
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def _gradients(model, tracks, max_batch):
+    """`input_gradient` of every track's images, all in one batch (or chunks of `max_batch`)."""
+    if len(tracks) == 1 and (not max_batch or len(tracks[0].x_adv) <= max_batch):
+        return [input_gradient(model, tracks[0].x_adv, tracks[0].target)]
+    x_all = torch.cat([t.x_adv for t in tracks])
+    y_all = torch.cat([t.target for t in tracks])
+    grad = torch.cat([input_gradient(model, x_all[s], y_all[s]) for s in _chunks(len(x_all), max_batch)])
+    return list(grad.split([len(t.x_adv) for t in tracks]))
+
+
+def _first_gradients(model, x, mains, max_batch):
+    """The first step of every attack, all at the clean X: one forward pass (per chunk), one
+    backward pass per attack; a target of None becomes y_LL = argmin of that pass's logits."""
+    per_chunk = []
+    for s in _chunks(len(x), max_batch):
+        xs = x[s].detach().requires_grad_(True)
+        logits = model(xs)
+        low = logits.detach().argmin(dim=1)
+        grads = []
+        for i, t in enumerate(mains):
+            goal = low if t.target is None else t.target[s]
+            loss = F.cross_entropy(logits, goal, reduction="sum")
+            grads.append((torch.autograd.grad(loss, xs, retain_graph=i < len(mains) - 1)[0], goal))
+        per_chunk.append(grads)
+    out = []
+    for i, t in enumerate(mains):
+        if t.target is None:
+            t.target = torch.cat([c[i][1] for c in per_chunk])
+        out.append(torch.cat([c[i][0] for c in per_chunk]) if len(per_chunk) > 1 else per_chunk[0][i][0])
+    return out
 
 
 def sign_noise(x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -239,16 +306,31 @@ def run_attack(name: str, model, x: torch.Tensor, y: torch.Tensor, eps_list: Seq
         return fgsm_sweep(model, x, y, eps_list)
     if name in ITERATIVE:
         # Several ε: one shared trajectory (exact, see iterative_sweep); one ε: the plain attack.
-        target = y if name == "bim" else least_likely(model, x)
-        direction = +1.0 if name == "bim" else -1.0
         if len(eps_list) > 1:
-            return iterative_sweep(model, x, target, eps_list, alpha, steps, direction)
+            return run_attacks([name], model, x, y, eps_list, alpha, steps)[name]
         if name == "bim":
             return [bim(model, x, y, e, alpha, steps.get(e)) for e in eps_list]
-        return [ill(model, x, e, alpha, steps.get(e), target=target) for e in eps_list]
+        return [ill(model, x, e, alpha, steps.get(e)) for e in eps_list]
     if name == "noise":
         return [sign_noise(x, e, generator) for e in eps_list]
     return [gaussian_noise(x, e, generator) for e in eps_list]
+
+
+def run_attacks(names: Sequence[str], model, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float],
+                alpha: float = 1.0, steps: dict | None = None, generator: torch.Generator | None = None,
+                max_batch: int | None = None) -> dict[str, list[torch.Tensor]]:
+    """`run_attack` for several attacks of the same batch: name → its list, one batch per ε. BIM
+    and ILL over several ε share their passes (`iterative_sweeps`: both trajectories in one
+    batch, `max_batch` images at most per pass, one forward pass at the clean X for both)."""
+    together = [n for n in dict.fromkeys(names) if n in ITERATIVE] if len(eps_list) > 1 else []
+    out = {}
+    if together:
+        jobs = [(y, +1.0) if n == "bim" else (None, -1.0) for n in together]
+        out.update(zip(together, iterative_sweeps(model, x, jobs, eps_list, alpha, steps, max_batch)))
+    for n in names:
+        if n not in out:
+            out[n] = run_attack(n, model, x, y, eps_list, alpha, steps, generator)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

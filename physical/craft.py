@@ -260,8 +260,10 @@ def _craft_items(model, device, table, items, entries, manifest, old, variants, 
             else:
                 batch.append((item, image))
         if batch:
-            for entry in _craft_batch(model, device, batch, options, table, out_folder, entries,
-                                      on_attack=lambda: bar.update(len(batch)), plan=plan):
+            with accel.large_heap():  # CPU: activations reused, not mapped afresh on every pass
+                crafted = _craft_batch(model, device, batch, options, table, out_folder, entries,
+                                       on_attack=lambda: bar.update(len(batch)), plan=plan)
+            for entry in crafted:
                 entries[entry["id"]] = entry
         manifest["images"] = [entries[it.id] for it in items if it.id in entries]
         if part.sharded:
@@ -318,11 +320,19 @@ def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable,
     for n in range(len(batch)):
         out[n]["variants"]["clean"]["pred"] = pred_record(top[n], prob[n])
 
+    # Untargeted BIM and ILL together: both trajectories in each pass (atk.run_attacks); on CUDA
+    # a pass holds at most --batch-size images (what auto_batch_size found to fit).
+    joint = [n for n in options.attacks if n in atk.ITERATIVE and not (plan and plan.targeted(n))]
+    shared = {}
+    if len(joint) > 1:
+        shared = atk.run_attacks(joint, model, x, y, options.eps, alpha=options.alpha, steps=_steps(options),
+                                 max_batch=options.batch_size if device.type == "cuda" else None)
     for name in options.attacks:
         outputs = robust.attack_outputs(name, model, x, y, ids, options, plan, out) if plan else None
         if outputs is None:
+            advs = shared.pop(name) if name in shared else _plain_attack(name, model, x, y, ids, options)
             outputs = [(e, atk.variant_name(name, e), x_adv, range(len(batch)))
-                       for e, x_adv in zip(options.eps, _plain_attack(name, model, x, y, ids, options))]
+                       for e, x_adv in zip(options.eps, advs)]
         for e, variant, x_adv, rows in outputs:
             if not len(rows):
                 continue
@@ -357,8 +367,11 @@ def _plain_attack(name: str, model, x, y, ids, options: CraftOptions) -> list:
                 gen = _noise_generator(options.seed, image_id, atk.variant_name(name, e))
                 per_eps[k].append(atk.run_attack(name, model, x[n:n + 1], y[n:n + 1], [e], generator=gen)[0])
         return [torch.cat(v) for v in per_eps]
-    steps = {e: options.steps for e in options.eps} if options.steps else None
-    return atk.run_attack(name, model, x, y, options.eps, alpha=options.alpha, steps=steps)
+    return atk.run_attack(name, model, x, y, options.eps, alpha=options.alpha, steps=_steps(options))
+
+
+def _steps(options: CraftOptions) -> dict | None:
+    return {e: options.steps for e in options.eps} if options.steps else None
 
 
 def summarize(manifest: dict) -> dict:

@@ -183,3 +183,18 @@ def test_craft_refuses_another_seed_once_noise_is_saved(tmp_path, photo_folder, 
     result = run_cli(tmp_path, *base, "--attacks", "fgsm", "--seed", "1")
     assert result.exit_code == 1 and "used --seed 0" in result.output
     assert run_cli(tmp_path, *base, "--attacks", "fgsm").exit_code == 0
+
+
+def test_craft_bim_and_ill_together_writes_the_pngs_of_each_alone(tmp_path, photo_folder, cached_model):
+    """craft runs BIM and ILL in shared passes (atk.run_attacks): the same files as one attack a run."""
+    for run, attacks in (("both", "bim,ill"), ("bim", "bim"), ("ill", "ill")):
+        result = run_cli(tmp_path, "craft", "--images", str(photo_folder), "--run", run, "--attacks", attacks,
+                         "--eps", "2,4", "--steps", "3")
+        assert result.exit_code == 0, result.output
+
+    def files(run):
+        manifest = json.loads((tmp_path / "printouts" / run / "manifest.json").read_text())
+        return {(e["id"], v): rec["sha256"] for e in manifest["images"] for v, rec in e["variants"].items() if v != "clean"}
+
+    both = files("both")
+    assert len(both) == 2 * 4 and both == {**files("bim"), **files("ill")}

@@ -1,4 +1,6 @@
 """The ε sweep of BIM/ILL from one shared trajectory equals one run per ε."""
+import platform
+
 import numpy as np
 import pytest
 import torch
@@ -29,14 +31,16 @@ class TinyConv(nn.Module):
 
 
 class Counting(nn.Module):
-    """Counts forward passes that build a graph (= gradients taken)."""
+    """Counts forward passes that build a graph, and the images in them (= gradients taken)."""
 
     def __init__(self, model):
         super().__init__()
-        self.model, self.calls = model, 0
+        self.model, self.calls, self.images = model, 0, 0
 
     def forward(self, x):
-        self.calls += int(torch.is_grad_enabled() and x.requires_grad)
+        graph = torch.is_grad_enabled() and x.requires_grad
+        self.calls += int(graph)
+        self.images += len(x) if graph else 0
         return self.model(x)
 
 
@@ -81,8 +85,9 @@ def test_paper_schedule_takes_21_gradients_not_37():
     model = Counting(TinyConv())
     x, y = images(size=8)
     atk.run_attack("bim", model, x, y, [2, 4, 8, 16])
-    assert model.calls == 21
-    model.calls = 0
+    # ε 8's one step of its own rides in the shared trajectory's pass: 21 gradients, 20 passes
+    assert model.images == 21 * len(x) and model.calls == 20
+    model.calls = model.images = 0
     per_eps(model, x, y, "bim", [2, 4, 8, 16], 1.0, None)
     assert model.calls == 2 + 5 + 10 + 20
 
@@ -92,6 +97,34 @@ def test_single_eps_is_the_plain_attack():
     x, y = images(size=8)
     (got,) = atk.run_attack("bim", model, x, y, [8])
     assert model.calls == 10 and torch.equal(got, atk.bim(model, x, y, 8))
+
+
+@pytest.mark.parametrize("make", [Linear, TinyConv])
+@pytest.mark.parametrize("eps_list,alpha,steps", CASES)
+@pytest.mark.parametrize("max_batch", [None, 4])
+def test_bim_and_ill_together_equal_each_alone_exactly(make, eps_list, alpha, steps, max_batch):
+    """Both trajectories (and the smaller ε's branches) in the same passes, in chunks of 4 images
+    that cut across attacks: still the per-ε runs, bit for bit."""
+    model = make()
+    x, y = images(size=4 if make is Linear else 8)
+    got = atk.run_attacks(["bim", "ill"], model, x, y, eps_list, alpha=alpha, steps=steps, max_batch=max_batch)
+    for attack in ("bim", "ill"):
+        expected = per_eps(model, x, y, attack, eps_list, alpha, steps)
+        for e, a, b in zip(eps_list, got[attack], expected):
+            assert torch.equal(a, b), f"{attack} ε {e}: {(a != b).sum().item()} values differ"
+
+
+def test_bim_and_ill_together_take_one_pass_per_step_and_no_extra_forward():
+    """The paper's sweep for both attacks: 42 gradients per image in 20 passes (21 + 21 in 40
+    passes apart), and y_LL read off the first pass (no gradient-free forward of its own)."""
+    model = Counting(TinyConv())
+    x, y = images(size=8)
+    plain = []
+    model.register_forward_pre_hook(lambda m, args: plain.append(not args[0].requires_grad))
+    out = atk.run_attacks(["bim", "ill", "fgsm"], model, x, y, [2, 4, 8, 16])
+    assert list(out) == ["bim", "ill", "fgsm"] and all(len(v) == 4 for v in out.values())
+    # 2 × 21 gradients per image, the first forward pass shared by both, FGSM's one more
+    assert model.images == (2 * 21 - 1 + 1) * len(x) and model.calls == 20 + 1 and not any(plain)
 
 
 def test_sweep_refuses_bad_arguments():
@@ -108,8 +141,9 @@ def test_sweep_on_the_default_model_matches_per_eps_runs(default_model):
     x = x.contiguous(memory_format=torch.channels_last)
     y = torch.tensor([it.label for it in items])
     eps_list = [2, 4, 8]   # 17 gradients per ε-run set, 11 for the sweep: a few seconds on 2 cores
+    together = atk.run_attacks(["bim", "ill"], default_model, x, y, eps_list)  # as craft runs them
     for attack in ("bim", "ill"):
-        got = atk.run_attack(attack, default_model, x, y, eps_list)
+        got = together[attack]
         expected = per_eps(default_model, x, y, attack, eps_list, 1.0, None)
         # ε 2 and 4 never take a step of their own: the same computation, so the same bits.
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
@@ -120,3 +154,43 @@ def test_sweep_on_the_default_model_matches_per_eps_runs(default_model):
             for a, b in zip(got, expected):
                 hit_a, hit_b = default_model(a).argmax(1) == target, default_model(b).argmax(1) == target
                 assert abs(int(hit_a.sum()) - int(hit_b.sum())) <= 1
+
+
+def test_default_model_clamps_out_of_place_with_the_same_gradient(default_model):
+    """ReLU6 runs out of place (faster on CPU); putting it back in place changes no bit."""
+    import copy
+
+    from physical.models import out_of_place_clamps
+
+    assert not any(isinstance(m, nn.Hardtanh) and m.inplace for m in default_model.modules())
+    inplace = copy.deepcopy(default_model)
+    layers = [m for m in inplace.modules() if isinstance(m, nn.Hardtanh)]
+    assert layers
+    for m in layers:
+        m.inplace = True
+    x = torch.from_numpy(load_image(demo_items()[0].path, 224, 256)).permute(2, 0, 1)[None].float()
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.tensor([demo_items()[0].label])
+    assert torch.equal(atk.input_gradient(default_model, x, y), atk.input_gradient(inplace, x, y))
+    assert out_of_place_clamps(inplace) == len(layers)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="large_heap tunes glibc's malloc; a no-op elsewhere")
+def test_large_heap_reuses_big_blocks_and_restores_glibc_thresholds():
+    """A 64 MiB tensor freed and made again: fresh pages (tens of thousands of faults) under
+    glibc's own thresholds, the same pages inside large_heap; afterwards as before."""
+    import resource
+
+    from physical.accel import large_heap
+
+    def faults_of_second_allocation():
+        torch.empty(16 << 20).fill_(1.0)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(16 << 20).fill_(1.0)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    assert faults_of_second_allocation() > 10000
+    with large_heap() as active:
+        assert active
+        assert faults_of_second_allocation() < 1000
+    assert faults_of_second_allocation() > 10000
