@@ -4,7 +4,7 @@
     python benchmarks/craft_speed.py --sweep [--batch 16] [--repeats 2]   # BIM + ILL at ε 2, 4, 8, 16
     python benchmarks/craft_speed.py --gradient [--batch 8]              # where one gradient's time goes
 
---sweep: the paper's ε sweep as craft makes it (`run_attacks` inside `accel.large_heap`: one
+--sweep: the paper's ε sweep as craft makes it (`run_attacks` inside `heap.large_heap`: one
 shared trajectory per attack, 21 gradients, BIM's and ILL's images in the same passes) against
 torchattacks running each ε on its own (37 gradients per attack), interleaved rounds; prints wall
 and CPU seconds, page faults, the speed-up, success per ε for both, the share of uint8 values
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from physical import attacks as atk
-from physical.accel import large_heap
+from physical.heap import large_heap
 from physical.data import demo_items, load_image
 from physical.models import load_model
 from physical.quantize import to_uint8

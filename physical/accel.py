@@ -12,7 +12,6 @@ a batch size that fits the device.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
@@ -90,40 +89,3 @@ def auto_batch_size(model, device: torch.device, cap: int = 256) -> int:
             torch.cuda.empty_cache()
     return best
 
-
-# glibc's malloc serves blocks over its mmap threshold (at most 32 MiB) with fresh mmaps and
-# returns them on free, so every large activation of a CPU forward + backward pass is faulted
-# in and zeroed by the kernel again: ~96,000 page faults and a sixth of the CPU time of one
-# EfficientNet-Lite0 gradient at batch 8 (benchmarks/craft_speed.py --sweep prints both).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_GLIBC_DYNAMIC_MAX = 32 << 20   # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: glibc's steady state
-
-
-def _libc():
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def large_heap():
-    """While crafting on CPU: large tensors stay in malloc's heap and are reused instead of being
-    mapped and unmapped on every pass. Afterwards the thresholds are those glibc reaches by itself
-    (32 MiB mmap, 64 MiB trim) and the free heap is handed back. A no-op without glibc's mallopt
-    (macOS, Windows, musl); the arithmetic, hence every result, is unchanged."""
-    libc = _libc()
-    if libc is None or not libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30):
-        yield False
-        return
-    libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
-    try:
-        yield True
-    finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DYNAMIC_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_DYNAMIC_MAX)
-        libc.malloc_trim(0)

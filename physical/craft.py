@@ -23,7 +23,7 @@ import torch
 
 from physical import accel, attacks as atk
 from physical import craft_rerun as rerun
-from physical import distributed, records, robust
+from physical import distributed, heap, records, robust
 from physical.data import ClassTable, collect, subset
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
@@ -260,7 +260,7 @@ def _craft_items(model, device, table, items, entries, manifest, old, variants, 
             else:
                 batch.append((item, image))
         if batch:
-            with accel.large_heap():  # CPU: activations reused, not mapped afresh on every pass
+            with heap.large_heap():  # CPU: activations reused, not mapped afresh on every pass
                 crafted = _craft_batch(model, device, batch, options, table, out_folder, entries,
                                        on_attack=lambda: bar.update(len(batch)), plan=plan)
             for entry in crafted:

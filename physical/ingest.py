@@ -84,6 +84,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from physical import geometry, markers, records
+from physical.heap import keep_freed_memory
 from physical.errors import PhysicalError
 from physical.ingest_layouts import KeptLayout, identify_all, kept_contexts, unmatched_reason
 from physical.workspace import Workspace, atomic_write_bytes, remove_inside, run_locked, sha256_bytes, sha256_file
@@ -446,25 +447,8 @@ _WORKER_CTX: Context | None = None
 def _worker_init(ctx: Context) -> None:
     global _WORKER_CTX
     cv2.setNumThreads(1)
-    _keep_freed_memory()
+    keep_freed_memory()   # each 12 MP photo allocates ~80 MB in large blocks: reuse them
     _WORKER_CTX = ctx
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc keep freed blocks for the next photo instead of returning them to the system:
-    each photo allocates ~80 MB (decode, grey copy, warps) in large blocks, which malloc would
-    otherwise map fresh every time and the kernel zero page by page (~35 ms of system CPU per
-    12 MP photo; 260,000 → 29,000 page faults for 25 photos). A worker then holds its peak
-    (~150 MB) until the pool closes. No-op without glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.mallopt(-3, 512 << 20)   # M_MMAP_THRESHOLD: blocks up to 512 MB come from the heap
-        libc.mallopt(-1, 1 << 30)     # M_TRIM_THRESHOLD: keep up to 1 GB free at the top of it
-    except (OSError, AttributeError, TypeError):
-        pass
 
 
 def _worker(path: str) -> dict:
@@ -633,7 +617,7 @@ def _start_forkserver() -> None:
 def _process(todo, ctx: Context, workers: int | None):
     workers = _pool_size(workers, len(todo))
     if workers == 1:
-        _keep_freed_memory()   # e.g. serve's worker process, which ingests every photo itself
+        keep_freed_memory()   # e.g. serve's worker process, which ingests every photo itself
         for path, digest in todo:
             yield path, digest, ingest_photo(path.read_bytes(), ctx)
         return

@@ -181,7 +181,7 @@ def test_large_heap_reuses_big_blocks_and_restores_glibc_thresholds():
     glibc's own thresholds, the same pages inside large_heap; afterwards as before."""
     import resource
 
-    from physical.accel import large_heap
+    from physical.heap import large_heap
 
     def faults_of_second_allocation():
         torch.empty(16 << 20).fill_(1.0)
