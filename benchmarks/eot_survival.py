@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -48,9 +47,13 @@ def main() -> None:
     ap.add_argument("--presets", default="typical")
     ap.add_argument("--photos-per-page", type=int, default=2)
     ap.add_argument("--eps", type=float, default=16)
-    ap.add_argument("--keep", default=None)
+    ap.add_argument("--channel", default="typical", help="the EOT channel's table (craft --channel)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", default=None, help="workspace folder, kept; an existing one is resumed "
+                    "(craft skips what it has, so other presets can be photographed without crafting again)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     from physical.models import load_model
 
@@ -58,17 +61,16 @@ def main() -> None:
     labels = photoset.label_by_model(load_model("default"), images)
     print(photoset.describe(ids) + "; labels: the model's clean top-1")
     root = args.keep or tempfile.mkdtemp(prefix="physical-eot-")
-    shutil.rmtree(root, ignore_errors=True)
     folder = os.path.join(root, "source")
-    os.makedirs(folder)
+    os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "labels.csv"), "w", newline="") as f:
         w = csv.writer(f)
         for i, img, lab in zip(ids, images, labels):
             Image.fromarray(img).save(os.path.join(folder, f"{i}.png"))
             w.writerow([f"{i}.png", int(lab)])
     ws = Workspace(os.path.join(root, "ws"))
-    common = dict(images=folder, labels=os.path.join(folder, "labels.csv"), eps=(args.eps,), batch_size=4,
-                  eot_samples=args.samples, eot_steps=args.steps, progress=False)
+    common = dict(images=folder, labels=os.path.join(folder, "labels.csv"), eps=(args.eps,), batch_size=args.batch,
+                  eot_samples=args.samples, eot_steps=args.steps, channel=args.channel, progress=False)
     t = time.perf_counter()
     craft(ws, "r", CraftOptions(attacks=("bim", "eot"), **common))
     t1 = time.perf_counter()

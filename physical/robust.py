@@ -51,10 +51,10 @@ HOW_TO_NAME = ("name a class by its index 0-999 (e.g. 924), its wnid (e.g. n0758
 def channel_for(spec: str):
     """The channel of `--channel`: a preset name (a calibration profile path once profiles exist)."""
     from physical.channel import Channel
-    from physical.presets import PRESETS
+    from physical.presets import CHANNEL_TABLES, PRESETS
 
-    if spec not in PRESETS:
-        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join(PRESETS)})")
+    if spec not in PRESETS and spec not in CHANNEL_TABLES:
+        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join([*PRESETS, *CHANNEL_TABLES])})")
     return Channel(spec)
 
 
