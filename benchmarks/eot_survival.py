@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
 import photoset  # noqa: E402
+import unseen_camera  # noqa: E402
 
 from physical import evaluate, ingest, simulate  # noqa: E402
 from physical import layout as layout_mod  # noqa: E402
@@ -36,6 +38,10 @@ from physical.workspace import Workspace  # noqa: E402
 
 def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.0f}%"
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f"[95 % CI {100 * ci[0]:.0f}-{100 * ci[1]:.0f}] "
 
 
 def main() -> None:
@@ -87,8 +93,15 @@ def main() -> None:
               f"{np.mean([np.abs(x).mean() for x in d]):.2f}, L2 {np.mean([np.linalg.norm(x) for x in d]):.0f} levels")
     lay = layout_mod.make_layout(ws, "r").layout
     for preset in args.presets.split(","):
+        photos = None
+        if preset == unseen_camera.NAME:   # another printer + phone: its own ranges, then its own ISP
+            unseen_camera.register()
         simulate.simulate_run(ws, "r", preset=preset, photos_per_page=args.photos_per_page, seed=1, force=True)
-        state = ingest.ingest_run(ws, "r", workers=2, force=True)
+        if preset == unseen_camera.NAME:
+            photos = os.path.join(root, "unseen-photos")
+            shutil.rmtree(photos, ignore_errors=True)
+            unseen_camera.develop_folder(str(ws.captures("r") / "photos"), photos, seed=1)
+        state = ingest.ingest_run(ws, "r", photos, workers=2, force=True)
         doc = evaluate.evaluate(ws, "r", progress=False)
         print(f"simulate {preset} ({len(lay['pages'])} pages × {args.photos_per_page} photos; "
               f"{state['summary']['recovered']} of {state['summary']['printed']} printed images recovered):")
@@ -100,10 +113,11 @@ def main() -> None:
             if png.get("target") is None:
                 print(f"  {v:<16} digital success {_pct(1 - png['adv_top1'])}, photo top-1 {_pct(photo['adv_top1'])} "
                       f"(clean {_pct(photo['clean_top1'])}), destruction {_pct(photo['destruction_top1'])} "
-                      f"(n = {photo['destruction_n']})")
+                      f"{_ci(photo.get('destruction_top1_ci'))}(n = {photo['destruction_n']})")
             else:
                 print(f"  {v:<16} targeted success digital {_pct(png['targeted_success_digital'])}, photo "
                       f"{_pct(photo['targeted_success'])}, survival {_pct(photo['targeted_survival'])} "
+                      f"{_ci(photo.get('targeted_survival_ci'))}"
                       f"(n = {photo['targeted_survival_n']})")
     print(f"workspace: {root}")
 

@@ -3,8 +3,8 @@ project did not make").
 
 Two parts, neither of which the EOT channel models or draws from:
 
-- `TABLE`: simulate's renderer with ranges of its own — the page small in the frame (fill
-  0.45-0.7, so each crop pixel is fewer photo pixels) and tilted 15-40°, defocus 1-3.5 px,
+- `TABLE`: simulate's renderer with ranges of its own — the page smaller in the frame (fill
+  0.55-0.8, so each crop pixel is fewer photo pixels) and tilted 15-40°, defocus 1-3.5 px,
   exposure 0.75-1.25, JPEG 70-90, a printer between typical and harsh.
 - `develop`: a phone's image processing applied afterwards to each photo, as another maker's
   phone would: a colour-correction matrix with cross-talk (rows sum to 1, so grey stays grey),
@@ -28,7 +28,7 @@ from physical.workspace import atomic_write_bytes
 
 NAME = "unseen"
 TABLE = {**PRESETS["typical"],
-         "tilt_deg": (15, 40), "fill": (0.45, 0.7), "focal": (0.7, 0.85), "k1": (-0.05, 0.05),
+         "tilt_deg": (15, 40), "fill": (0.55, 0.8), "focal": (0.7, 0.85), "k1": (-0.05, 0.05),
          "defocus_px": (1.0, 3.5), "motion_px": (0.0, 5.0), "exposure": (0.75, 1.25),
          "gradient": (0.05, 0.35), "vignetting": (0.1, 0.35), "white_balance": (-0.1, 0.1),
          "shot_noise": (0.3, 1.0), "read_noise": (1.5, 4.0), "jpeg_quality": (70, 90),
@@ -50,7 +50,7 @@ def develop(jpeg: bytes, rng: np.random.Generator) -> bytes:
     m /= m.sum(axis=1, keepdims=True)
     rgb = np.clip(rgb @ m.T, 0, 1)
     a = rng.uniform(0.25, 0.5)                       # S-curve: slope 1 + a at mid grey, 1 − a at the ends
-    rgb = rgb - a * np.sin(2 * np.pi * rgb) / (2 * np.pi)
+    rgb = (rgb - a * np.sin(2 * np.pi * rgb) / (2 * np.pi)).astype(np.float32)
     ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
     ycc[..., 1:] = cv2.GaussianBlur(ycc[..., 1:], (0, 0), 2.0)       # chroma noise reduction
     y = ycc[..., 0]
