@@ -3,6 +3,7 @@
 `physical simulate` renders whole photos from it (`simulate.draw_printer` / `draw_camera` draw a
 page's printer and a photo's camera); `physical.channel` samples the same draws for EOT and maps
 them to the crop's scale. A calibration profile replaces the printer and camera part.
+`CHANNEL_TABLES` (below) are mixtures of these for the channel only (`craft --channel broad`).
 
 Camera keys that only the channel reads: `register_px` / `register_deg` / `register_scale`, the
 misregistration ingest's marker homography leaves in a crop (sub-pixel shift in crop pixels,
