@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--photos-per-page", type=int, default=2)
     ap.add_argument("--eps", type=float, default=16)
     ap.add_argument("--channel", default="typical", help="the EOT channel's table (craft --channel)")
+    ap.add_argument("--part", choices=("both", "untargeted", "targeted"), default="both",
+                    help="craft only one half (two processes can then share a machine's cores)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", default=None, help="workspace folder, kept; an existing one is resumed "
@@ -85,9 +87,11 @@ def main() -> None:
     common = dict(images=folder, labels=os.path.join(folder, "labels.csv"), eps=(args.eps,), batch_size=args.batch,
                   eot_samples=args.samples, eot_steps=args.steps, channel=args.channel, progress=False)
     t, c = time.perf_counter(), time.process_time()
-    craft(ws, "r", CraftOptions(attacks=("bim", "eot"), **common))
+    if args.part != "targeted":
+        manifest = craft(ws, "r", CraftOptions(attacks=("bim", "eot"), **common))
     t1, c1 = time.perf_counter(), time.process_time()
-    manifest = craft(ws, "r", CraftOptions(attacks=("bim", "eot"), target=args.target, **common))
+    if args.part != "untargeted":
+        manifest = craft(ws, "r", CraftOptions(attacks=("bim", "eot"), target=args.target, **common))
     print(f"craft (bim + eot, {args.threads} threads): untargeted {t1 - t:.0f} s ({c1 - c:.0f} s CPU), targeted "
           f"{time.perf_counter() - t1:.0f} s ({time.process_time() - c1:.0f} s CPU); resumed runs count only "
           f"what was left (K = {args.samples}, channel {args.channel}, EOT steps {manifest['attacks']['eot']['steps']})")
