@@ -92,9 +92,10 @@ def main() -> None:
     t1, c1 = time.perf_counter(), time.process_time()
     if args.part != "untargeted":
         manifest = craft(ws, "r", CraftOptions(attacks=("bim", "eot"), target=args.target, **common))
+    eot = next(v for k, v in manifest["attacks"].items() if k.startswith("eot"))   # eot or eot-to<class>
     print(f"craft (bim + eot, {args.threads} threads): untargeted {t1 - t:.0f} s ({c1 - c:.0f} s CPU), targeted "
           f"{time.perf_counter() - t1:.0f} s ({time.process_time() - c1:.0f} s CPU); resumed runs count only "
-          f"what was left (K = {args.samples}, channel {args.channel}, EOT steps {manifest['attacks']['eot']['steps']})")
+          f"what was left (K = {args.samples}, channel {args.channel}, EOT steps {eot['steps']})")
 
     # perturbation size per variant, from the saved PNGs
     run = ws.printouts("r")
