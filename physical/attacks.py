@@ -268,8 +268,9 @@ def eot_steps(eps: float) -> int:
     """Default EOT iterations: BIM's (20 at ε = 16). Measured (benchmarks/eot_survival.py, ε = 16,
     α = 1): K = 8 on 8 real photos, 0 % destruction untargeted and 8/8 targeted survival through
     simulate (typical); K = 2 on 40 distinct real photos, 100 % digital success and 0 % destruction
-    (n = 27) through typical, 0 % through an unseen printer + phone; targeted (broad channel) 80 %
-    digital, 78 % survival (n = 32) — so K = 8 for the targeted case's margin. docs/robust.md."""
+    (n = 27) through typical, 0 % (n = 17) through an unseen printer + phone; targeted (broad
+    channel) 80 % digital, 78 % survival (n = 32) through typical but 0 % through the unseen phone —
+    so K = 8 for the targeted case's margin, which is still unmeasured at n = 40. docs/robust.md."""
     return paper_steps(eps)
 
 
