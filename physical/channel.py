@@ -49,7 +49,7 @@ from torch import nn
 
 from physical import geometry
 from physical.errors import PhysicalError
-from physical.presets import PRESETS
+from physical.presets import CHANNEL_TABLES, PRESETS
 
 STAGES = ("printer", "geometry", "blur", "light", "noise", "jpeg")
 # Photo-pixel blur besides defocus and motion, px². The two bilinear resamplings (simulate's page → photo
@@ -106,8 +106,16 @@ def resolve_table(spec: str | dict) -> dict:
             raise PhysicalError(f"channel table lacks {', '.join(missing)}")
         return spec
     if spec not in PRESETS:
-        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join(PRESETS)})")
+        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join([*PRESETS, *CHANNEL_TABLES])})")
     return PRESETS[spec]
+
+
+def resolve_tables(spec: str | dict) -> list[dict]:
+    """The tables a channel draws from: resolve_table's one, or the members of a mixture named in
+    `physical.presets.CHANNEL_TABLES` (each sample picks one member uniformly)."""
+    if isinstance(spec, str) and spec in CHANNEL_TABLES:
+        return [resolve_table(t) for t in CHANNEL_TABLES[spec]]
+    return [resolve_table(spec)]
 
 
 class Channel(nn.Module):
@@ -123,7 +131,8 @@ class Channel(nn.Module):
         if unknown:
             raise ValueError(f"unknown channel stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
         self.name = table if isinstance(table, str) else "table"
-        self.table = resolve_table(table)
+        self.tables = resolve_tables(table)
+        self.table = self.tables[0]   # the table (a mixture's first member)
         self.geometry, self.stages, self.size = geometry, tuple(s for s in STAGES if s in stages), int(size)
 
     def describe(self) -> dict:
@@ -131,14 +140,15 @@ class Channel(nn.Module):
         g = self.geometry
         return {"table": self.name, "stages": list(self.stages), "paper_mm": list(g.paper_mm),
                 "image_mm": round(g.image_mm, 4), "resolution": list(g.resolution),
-                "ranges": {k: list(v) for k, v in self.table.items()}}
+                "ranges": {k: list(v) for k, v in self.table.items()} if len(self.tables) == 1 else
+                [{k: list(v) for k, v in t.items()} for t in self.tables]}
 
     # ------------------------------------------------------------------ θ
     def sample(self, n: int, rng: np.random.Generator, device="cpu") -> Theta:
         """θ for n samples, drawn with `rng` (numpy) — the same draws simulate makes per photo."""
         from physical import simulate
 
-        g, p, S = self.geometry, self.table, self.size
+        g, S = self.geometry, self.size
         long_side, short_side = g.resolution
         unit = long_side / simulate.REFERENCE_LONG_SIDE
         pw, ph = g.paper_mm
@@ -146,6 +156,8 @@ class Channel(nn.Module):
         rows = {k: [] for k in ("sat", "gamma", "black", "white", "A", "Ainv", "corners", "defocus", "motion",
                                 "gain", "shot", "read", "quality", "reg")}
         for _ in range(n):
+            # a mixture: this sample's member (one table: no draw, so its stream is as before)
+            p = self.tables[int(rng.integers(len(self.tables)))] if len(self.tables) > 1 else self.table
             pr = simulate.draw_printer(rng, p)
             cam = simulate.draw_camera(rng, p)
             frame = (short_side, long_side) if cam["portrait"] else (long_side, short_side)

@@ -251,7 +251,7 @@ def targeted_demo(ws: Workspace, run: str, base: PipelineOptions, quick: bool = 
     craft = CraftOptions(**{**base.craft.__dict__, "images": f"demo:{image}", "attacks": ("bim", "eot"),
                             "eps": (16.0,), "target": target, "eot_samples": 8, "eot_steps": None})
     options = PipelineOptions(**{**base.__dict__, "craft": craft, "kinds": (), "photos_per_page": 1})
-    echo(f"physical demo, part 1: {image} → {target} (targeted BIM and EOT through the {base.preset} channel, ε = 16)")
+    echo(f"physical demo, part 1: {image} → {target} (targeted BIM and EOT through the {craft.channel} channel, ε = 16)")
     run_pipeline(ws, run, options, echo=echo)
     for line in targeted_lines(ws, run):
         echo(line)

@@ -3,6 +3,7 @@
 `physical simulate` renders whole photos from it (`simulate.draw_printer` / `draw_camera` draw a
 page's printer and a photo's camera); `physical.channel` samples the same draws for EOT and maps
 them to the crop's scale. A calibration profile replaces the printer and camera part.
+`CHANNEL_TABLES` (below) are mixtures of these for the channel only (`craft --channel broad`).
 
 Camera keys that only the channel reads: `register_px` / `register_deg` / `register_scale`, the
 misregistration ingest's marker homography leaves in a crop (sub-pixel shift in crop pixels,
@@ -50,3 +51,18 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
         "saturation": (0.65, 0.85), "ink_blur_mm": (0.05, 0.12),
     },
 }
+
+
+
+# Tables only the EOT channel draws from (`craft --channel broad`); `physical simulate` keeps its
+# three presets. A channel table here is a mixture: each channel sample first picks one member
+# (uniformly), then draws from its ranges as simulate would. "broad" = mild, typical, harsh and
+# "bright" — typical's camera with what real printers and phones do past the presets' tone:
+# prints lighter than linear (γ < 1, glossy paper), whiter paper and fuller ink, over-exposure.
+# Mixing keeps each member's ranges together (one table with every range's envelope would make
+# almost every sample as blurred as harsh). An attack through it is not tuned to simulate's
+# typical photos (issue 12: the checkers photograph with a simulator of their own);
+# benchmarks/eot_survival.py measures it against all presets and an unseen simulator.
+BRIGHT = {**PRESETS["typical"], "gamma": (0.85, 1.0), "paper_white": (0.95, 1.0), "black": (0.02, 0.05),
+          "saturation": (0.95, 1.0), "exposure": (1.1, 1.3)}
+CHANNEL_TABLES: dict[str, list] = {"broad": ["mild", "typical", "harsh", BRIGHT]}

@@ -18,7 +18,7 @@ import torch
 
 from physical.channel import STAGES, Channel, Geometry
 from physical.errors import PhysicalError
-from physical.presets import PRESETS
+from physical.presets import CHANNEL_TABLES, PRESETS
 from physical.profiles import Profile, camera_overrides, load_profile, printer_overrides, torch_colour
 from physical.workspace import sha256_file
 
@@ -73,12 +73,12 @@ class ProfileChannel(Channel):
 
 def channel_for(spec: str) -> Channel:
     """`--channel`: a preset name, or the path of a `physical calibrate fit` profile."""
-    if spec in PRESETS:
+    if spec in PRESETS or spec in CHANNEL_TABLES:
         return Channel(spec)
     path = Path(str(spec)).expanduser()
     if not path.is_file():
         why = "a folder, not a file" if path.is_dir() else "no such file"
-        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join(PRESETS)}) or a calibration "
+        raise PhysicalError(f"unknown --channel {spec!r}: name a preset ({', '.join([*PRESETS, *CHANNEL_TABLES])}) or a calibration "
                             f"profile made by `physical calibrate fit` ({why})")
     try:
         return ProfileChannel.from_file(path)
