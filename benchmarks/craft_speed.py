@@ -123,7 +123,7 @@ def sweep(ours, peer, x, y, x_cl, repeats, same_heap=False):
 
     def physical_sweep():   # as craft's _craft_batch runs it
         with large_heap():
-            return atk.run_attacks(["bim", "ill"], ours, x_cl, y, eps_list)
+            return atk.run_attacks(["bim", "ill"], ours, x_cl, y, eps_list, max_batch=atk.CPU_PASS_IMAGES)
 
     def torchattacks_heap():
         with large_heap():
@@ -137,7 +137,7 @@ def sweep(ours, peer, x, y, x_cl, repeats, same_heap=False):
     grads = 2 * (atk.paper_steps(16) + 1)
     peer_grads = 2 * sum(atk.paper_steps(e) for e in eps_list)
     print(f"physical sweep      {w_o:7.2f} s/batch wall, {c_o:7.2f} s CPU, {f_o:>8} page faults  "
-          f"({grads} gradients per image, {len(x) * 2}-image passes)")
+          f"({grads} gradients per image, passes of {atk.CPU_PASS_IMAGES} images)")
     print(f"torchattacks per ε  {w_p:7.2f} s/batch wall, {c_p:7.2f} s CPU, {f_p:>8} page faults  "
           f"({peer_grads} gradients per image, {len(x)}-image passes)")
     print(f"speed-up physical sweep / torchattacks: {w_p / w_o:.2f}x wall, {c_p / c_o:.2f}x CPU")

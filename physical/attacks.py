@@ -316,6 +316,16 @@ def run_attack(name: str, model, x: torch.Tensor, y: torch.Tensor, eps_list: Seq
     return [gaussian_noise(x, e, generator) for e in eps_list]
 
 
+# Images per forward + backward pass of the iterative attacks on CPU. glibc maps every block over
+# its mmap threshold (at most 32 MiB) afresh and the kernel zeroes it page by page: at 8 images of
+# 224 px, EfficientNet-Lite0's widest activations (96 × 112² floats per image) pass that, so each
+# pass page-faults ~1 M times; at 4 they stay in malloc's heap. Measured at idle, BIM + ILL at ε 2,
+# 4, 8, 16 on 8 images (/tmp-style interleaved runs, benchmarks/craft_speed.py --sweep): passes of
+# 4: 10.2 s, of 8: 11.1 s, BIM + ILL together in 8s: 12.3 s (torchattacks: 25.7 s). The results
+# do not depend on it (a pass's images are independent: tests/test_sweep.py).
+CPU_PASS_IMAGES = 4
+
+
 def run_attacks(names: Sequence[str], model, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float],
                 alpha: float = 1.0, steps: dict | None = None, generator: torch.Generator | None = None,
                 max_batch: int | None = None) -> dict[str, list[torch.Tensor]]:

@@ -320,13 +320,13 @@ def _craft_batch(model, device, batch, options: CraftOptions, table: ClassTable,
     for n in range(len(batch)):
         out[n]["variants"]["clean"]["pred"] = pred_record(top[n], prob[n])
 
-    # Untargeted BIM and ILL together: both trajectories in each pass (atk.run_attacks); on CUDA
-    # a pass holds at most --batch-size images (what auto_batch_size found to fit).
+    # Untargeted BIM and ILL together (atk.run_attacks); on CUDA a pass holds at most --batch-size
+    # images (what auto_batch_size found to fit), on CPU atk.CPU_PASS_IMAGES (cache and page faults).
     joint = [n for n in options.attacks if n in atk.ITERATIVE and not (plan and plan.targeted(n))]
     shared = {}
     if len(joint) > 1:
         shared = atk.run_attacks(joint, model, x, y, options.eps, alpha=options.alpha, steps=_steps(options),
-                                 max_batch=options.batch_size if device.type == "cuda" else None)
+                                 max_batch=options.batch_size if device.type == "cuda" else atk.CPU_PASS_IMAGES)
     for name in options.attacks:
         outputs = robust.attack_outputs(name, model, x, y, ids, options, plan, out) if plan else None
         if outputs is None:
