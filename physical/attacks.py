@@ -386,14 +386,14 @@ def bim_targeted(model, x: torch.Tensor, target: torch.Tensor, eps: float, alpha
 
 # Samples per forward + backward pass on CPU. There a batch of N·K images is slower per image than
 # small ones: the activations of 32 images at 224 px (~50 MB a tensor for the first layers) fall out of
-# the caches and every such tensor is a fresh allocation the OS has to zero. Measured with
-# `benchmarks/eot_speed.py --chunks 4,8,16,32` (EfficientNet-Lite0, channels-last, CPU ms per image,
-# 1 thread, on a loaded 2-core machine; two runs): batches of 4: 46 / 59, 8: 43 / 57, 16: 65 / 59,
-# 32: 107 / 93. 8 is the smallest of the fast sizes that holds one image's default K = 8 samples.
+# the caches and every such tensor is a fresh allocation the OS has to zero (glibc's 32 MiB mmap cap;
+# see CPU_PASS_IMAGES, the same size for the same reason). Measured at idle,
+# `benchmarks/eot_speed.py --batch 4 --samples 8 --repeats 3`: one EOT step 1.13 s in passes of 4
+# against 1.58 s in passes of 8 (the model's forward + backward on 32 samples: 0.84 vs 1.42 s).
 # On CUDA all N·K samples go in one batch.
 # A chunk never holds samples of two images unless it holds all of both, so an image's gradient does
 # not depend on its batch, and a fixed size (not a timed one) keeps results reproducible.
-EOT_CPU_CHUNK = 8
+EOT_CPU_CHUNK = CPU_PASS_IMAGES
 
 
 def eot_chunks(n: int, samples: int, size: int) -> list[tuple[int, int]]:
