@@ -14,6 +14,7 @@ from PIL import Image
 from conftest import make_fake_run
 from physical import ingest, simulate
 from physical import layout as layout_mod
+from physical import layout_history
 from physical.cli import main
 from physical.errors import PhysicalError
 from physical.workspace import Workspace, atomic_write_bytes, read_json, sha256_file
@@ -117,7 +118,9 @@ class TestAFailedForceLeavesTheOldRunUsable:
         before = _snapshot(ws.captures("s"))
         _one_line(_cli(ws.root, "simulate", "--run", "s", "--force", "--seed", "-1"), "--seed", code=2)
         pdf = ws.pdf_path("s")
-        pdf.write_bytes(pdf.read_bytes()[:300])          # a damaged PDF
+        kept = layout_history.history_dir(ws, "s") / read_json(ws.layout_path("s"))["layout_id"] / pdf.name
+        for damaged in (pdf, kept):                      # the PDF and the copy that could restore it
+            damaged.write_bytes(damaged.read_bytes()[:300])
         # refused by its sha256 against layout.json before it is even opened
         _one_line(_cli(ws.root, "simulate", "--run", "s", "--force", *RES), "is not the PDF")
         assert _snapshot(ws.captures("s")) == before     # photos, simulated.json, ingest.json, crops
