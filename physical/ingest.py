@@ -1,6 +1,6 @@
 """Photo ingest: phone photos of printed sheets → one crop per printed image.
 
-Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see `_pool_context`):
+Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see physical/ingest_pool.py):
 
 1. Read the header with PIL and refuse images over the pixel limit before decoding
    (decompression bombs); decode (OpenCV for complete JPEGs, PIL otherwise, which reports
@@ -69,11 +69,9 @@ from __future__ import annotations
 
 import io
 import math
-import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,9 +82,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from physical import geometry, markers, records
-from physical.heap import keep_freed_memory
 from physical.errors import PhysicalError
 from physical.ingest_layouts import KeptLayout, identify_all, kept_contexts, unmatched_reason
+from physical.ingest_pool import pool_size, process, start_forkserver
 from physical.workspace import Workspace, atomic_write_bytes, remove_inside, run_locked, sha256_bytes, sha256_file
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
@@ -441,22 +439,6 @@ def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: C
 # --------------------------------------------------------------------------------------------
 # The stage
 
-_WORKER_CTX: Context | None = None
-
-
-def _worker_init(ctx: Context) -> None:
-    global _WORKER_CTX
-    cv2.setNumThreads(1)
-    keep_freed_memory()   # each 12 MP photo allocates ~80 MB in large blocks: reuse them
-    _WORKER_CTX = ctx
-
-
-def _worker(path: str) -> dict:
-    with open(path, "rb") as f:
-        data = f.read()
-    return ingest_photo(data, _WORKER_CTX)
-
-
 def _context(ws: Workspace, run: str, layout: dict, max_pixels: int) -> Context:
     manifest = ws.load_manifest(run).dump()
     rects, source_size = {}, {}
@@ -524,8 +506,8 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     ctx = _context(ws, run, layout, max_pixels)
 
     files = ws.list_photos(run, folder) if only is None else [p for p in map(Path, only) if p.is_file()]
-    if _pool_size(workers, len(files)) > 1:
-        _start_forkserver()   # it imports cv2 & co. on the other core while this one hashes the photos
+    if pool_size(workers, len(files)) > 1:
+        start_forkserver()   # it imports cv2 & co. on the other core while this one hashes the photos
     digests = [(path, sha256_file(path)) for path in files]
     # a call for some files (`only`, physical serve) forgets nothing: it has not looked at the folder
     forgotten = _forget_changed_photos(ws, run, state, folder, {d for _, d in digests}) if only is None else 0
@@ -543,7 +525,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                "files": len(files), "new": len(todo), "already_ingested": skipped, "forgotten": forgotten}
     t0 = time.perf_counter()
     new_records = []
-    for path, digest, result in _process(todo, ctx, workers):
+    for path, digest, result in process(todo, ingest_photo, ctx, workers):
         rec = {"file": _relative(path, captures), "sha256": digest, **result["photo"]}
         for crop in result["crops"]:
             png = crop.pop("png")
@@ -597,57 +579,6 @@ def _forget_changed_photos(ws: Workspace, run: str, state: dict, folder: Path, p
     state["crops"] = kept
     state["photos"] = [rec for rec in state["photos"] if not any(rec is g for g in gone)]
     return len(gone)
-
-
-def _pool_size(workers: int | None, n: int) -> int:
-    """Worker processes for `n` photos: 1 (this process) for fewer than 3."""
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 4)
-    return 1 if n < 3 else max(1, min(workers, n))
-
-
-def _start_forkserver() -> None:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        from multiprocessing import forkserver
-
-        _pool_context()
-        forkserver.ensure_running()   # returns at once; the server process loads its modules itself
-
-
-def _process(todo, ctx: Context, workers: int | None):
-    workers = _pool_size(workers, len(todo))
-    if workers == 1:
-        keep_freed_memory()   # e.g. serve's worker process, which ingests every photo itself
-        for path, digest in todo:
-            yield path, digest, ingest_photo(path.read_bytes(), ctx)
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_init,
-                             initargs=(ctx,)) as pool:
-        # absolute: forkserver workers keep the server's working directory, not this process's
-        futures = [pool.submit(_worker, os.path.abspath(p)) for p, _ in todo]
-        # Workers take a moment to start (a process, imports); meanwhile this process, which has
-        # cv2 loaded, ingests photos from the end of the queue itself: those not yet handed to a
-        # worker (cancel() succeeds), until the first worker result shows the pool is up.
-        mine = {}
-        for i in range(len(todo) - 1, 0, -1):
-            if any(f.done() for f in futures) or not futures[i].cancel():
-                break
-            mine[i] = ingest_photo(todo[i][0].read_bytes(), ctx)
-        for i, ((path, digest), future) in enumerate(zip(todo, futures)):
-            yield path, digest, mine[i] if i in mine else future.result()
-
-
-def _pool_context():
-    """Not fork: a forked child can inherit OpenCV's/OpenMP's thread-pool locks mid-use and hang.
-    forkserver where there is one: a fresh single-threaded server process imports this module
-    once and forks every worker from it, so a pool's workers start without importing cv2 and
-    numpy each (~0.35 s of CPU per worker) and later pools of the same process start at once;
-    spawn elsewhere."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])  # no effect once the server runs (same list anyway)
-    return context
 
 
 def _relative(path: Path, captures: Path) -> str:

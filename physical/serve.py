@@ -259,12 +259,12 @@ class Service:
 
     # ---------------------------------------------------------------- ingest worker
     async def start(self) -> None:
-        from physical.ingest import _pool_context
+        from physical.ingest_pool import pool_context
 
         self._changed = asyncio.Event()
         self._work = asyncio.Event()
         self._store_lock = asyncio.Lock()
-        self._context = _pool_context()
+        self._context = pool_context()
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, _warm_up)  # started and warm before the first photo
