@@ -320,9 +320,10 @@ def run_attack(name: str, model, x: torch.Tensor, y: torch.Tensor, eps_list: Seq
 # its mmap threshold (at most 32 MiB) afresh and the kernel zeroes it page by page: at 8 images of
 # 224 px, EfficientNet-Lite0's widest activations (96 × 112² floats per image) pass that, so each
 # pass page-faults ~1 M times; at 4 they stay in malloc's heap. Measured at idle, BIM + ILL at ε 2,
-# 4, 8, 16 on 8 images (/tmp-style interleaved runs, benchmarks/craft_speed.py --sweep): passes of
-# 4: 10.2 s, of 8: 11.1 s, BIM + ILL together in 8s: 12.3 s (torchattacks: 25.7 s). The results
-# do not depend on it (a pass's images are independent: tests/test_sweep.py).
+# 4, 8, 16 on 8 images, interleaved in one process: passes of 4: 10.2 s, of 8: 11.1 s, BIM + ILL
+# together in passes of 8: 12.3 s (torchattacks: 25.7 s); `benchmarks/craft_speed.py --sweep
+# --batch 8` then printed 2.71x against torchattacks. The results do not depend on it (a pass's
+# images are independent: tests/test_sweep.py).
 CPU_PASS_IMAGES = 4
 
 
@@ -358,11 +359,10 @@ EOT_ALPHA = 1.0
 
 def eot_steps(eps: float) -> int:
     """Default EOT iterations: BIM's (20 at ε = 16). Measured (benchmarks/eot_survival.py, ε = 16,
-    α = 1): K = 8 on 8 real photos, 0 % destruction untargeted and 8/8 targeted survival through
-    simulate (typical); K = 2 on 40 distinct real photos, 100 % digital success and 0 % destruction
-    (n = 27) through typical, 0 % (n = 17) through an unseen printer + phone; targeted (broad
-    channel) 80 % digital, 78 % survival (n = 32) through typical but 0 % through the unseen phone —
-    so K = 8 for the targeted case's margin, which is still unmeasured at n = 40. docs/robust.md."""
+    α = 1, 40 distinct real photos): with K = 8 and the typical channel, targeted (to 924) 92 %
+    digital success and 95 % survival (n = 37) through simulate (typical), 22 % (n = 27) through an
+    unseen printer + phone; with K = 2, untargeted 100 % digital success and 0 % destruction through
+    typical (n = 27) and the unseen phone (n = 17). docs/robust.md, "Survival"."""
     return paper_steps(eps)
 
 
