@@ -215,22 +215,19 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     return dets, markers.identify(dets, layout), how
 
 
-_FAST: dict = {}
+def _fast_parameters():
+    """markers.detector_parameters with a cheaper candidate search."""
+    p = markers.detector_parameters()
+    p.adaptiveThreshWinSizeStep = max(p.adaptiveThreshWinSizeStep, 20)
+    p.minMarkerPerimeterRate = max(p.minMarkerPerimeterRate, 0.03)
+    p.polygonalApproxAccuracyRate = min(p.polygonalApproxAccuracyRate, 0.03)
+    return p
 
 
 def _fast_detect(grey: np.ndarray, ids=None) -> list[markers.Detection]:
     """markers.detect with a cheaper candidate search (same dictionary, same corner convention);
     `ids`: those of the layouts read (markers.Detector: faster, same result)."""
-    key = None if ids is None else tuple(ids)
-    if key not in _FAST:
-        p = markers.detector_parameters()
-        p.adaptiveThreshWinSizeStep = max(p.adaptiveThreshWinSizeStep, 20)
-        p.minMarkerPerimeterRate = max(p.minMarkerPerimeterRate, 0.03)
-        p.polygonalApproxAccuracyRate = min(p.polygonalApproxAccuracyRate, 0.03)
-        if len(_FAST) > 8:
-            _FAST.clear()
-        _FAST[key] = markers.Detector(p, key)
-    return _FAST[key](grey)
+    return markers.cached_detector(ids, _fast_parameters)(grey)
 
 
 def _displayed_copy(grey: np.ndarray, tag: int, scale: float) -> np.ndarray:

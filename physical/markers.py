@@ -91,6 +91,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -322,12 +323,15 @@ class Detector:
 _DETECTORS: dict = {}
 
 
-def _detector(ids=None) -> Detector:
-    key = None if ids is None else tuple(sorted({int(i) for i in ids}))
+def cached_detector(ids=None, parameters: Callable[[], cv2.aruco.DetectorParameters] = detector_parameters
+                    ) -> Detector:
+    """A `Detector` per (parameters function, ids), kept for the next photo (building one copies
+    the dictionary); a few at most, since ids change only with the layouts read."""
+    key = (parameters, None if ids is None else tuple(sorted({int(i) for i in ids})))
     if key not in _DETECTORS:
         if len(_DETECTORS) > 8:
             _DETECTORS.clear()
-        _DETECTORS[key] = Detector(detector_parameters(), key)
+        _DETECTORS[key] = Detector(parameters(), key[1])
     return _DETECTORS[key]
 
 
@@ -352,7 +356,7 @@ def detect(image: np.ndarray, ids=None) -> list[Detection]:
             image = image[..., 0]
     elif image.ndim != 2:
         raise ValueError(f"detect() wants an H×W or H×W×3 image, got shape {image.shape}")
-    out = _detector(ids)(image)
+    out = cached_detector(ids)(image)
     out.sort(key=lambda d: (d.id, d.corners_px[0, 1], d.corners_px[0, 0]))
     return out
 
