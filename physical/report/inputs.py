@@ -91,6 +91,13 @@ def variant_parts(name: str) -> tuple[str, float | None]:
     return (m["attack"], float(m["eps"])) if m else (name, None)
 
 
+def variant_target(name: str | None) -> int | None:
+    """The class of a targeted variant name (`…-to<class>`); None for the others. (The twin of
+    `attacks.variant_target`, which the report does not import: physical.attacks loads torch.)"""
+    m = _VARIANT.match(name or "")
+    return int(m["target"]) if m and m["target"] else None
+
+
 def inside(base: Path, rel: Any) -> Path | None:
     """`base/rel` when it is an existing file inside `base` (paths in run files are data)."""
     if not rel or not isinstance(rel, str):
@@ -195,8 +202,8 @@ def _variant(name: str, rec: dict) -> Variant:
     else:
         attack, eps = variant_parts(name)
     target = _int(rec.get("target"))
-    if target is None and (m := _VARIANT.match(name)) and m["target"]:
-        target = int(m["target"])
+    if target is None:
+        target = variant_target(name)
     return Variant(name, attack, eps, _text(rec.get("file")), _text(rec.get("sha256")), Pred.of(rec.get("pred")),
                    bool(rec.get("quantization_flipped")), target)
 
@@ -271,8 +278,8 @@ _ROW_KEYS = ("model", "attack", "eps", "stage", "subset", "n", "variant", "craft
 def row_view(r: dict) -> Row:
     variant = _text(r.get("variant"))
     target = _int(r.get("target"))
-    if target is None and variant and (m := _VARIANT.match(variant)) and m["target"]:
-        target = int(m["target"])
+    if target is None:
+        target = variant_target(variant)
     return Row(model=str(r.get("model")), attack=str(r["attack"]) if r.get("attack") is not None else "clean",
                eps=num(r.get("eps")), stage=str(r.get("stage")), subset=str(r.get("subset") or "average"),
                n=_int(r.get("n")),
@@ -325,7 +332,7 @@ def metrics_view(doc: Any) -> Metrics | None:
     if isinstance(t.get("entries"), list):
         entries = [TransferEntry("photo" if e.get("stage") == "photo" else "digital", str(e.get("attack")),
                                  num(e.get("eps")), {str(m): num(v) for m, v in e["error"].items()},
-                                 int(m["target"]) if (m := _VARIANT.match(str(e.get("variant") or ""))) and m["target"] else None)
+                                 variant_target(_text(e.get("variant"))))
                    for e in _dicts(t["entries"]) if isinstance(e.get("error"), dict)]
         transfer = Transfer(_text(t.get("crafted_by")) or "?", [str(m) for m in _list(t.get("models"))], entries)
     preds: dict[tuple[str, str, str], Pred] = {}
