@@ -6,8 +6,8 @@ trimmed mean of a 9×9 grid over its central half) → the paper-white patches g
 light field (a quadratic in page mm per channel), which is divided out. Photos are pooled by
 averaging each patch's light-corrected value. Fitted (profile.json, `Profile`):
 
-colour   digital RGB → captured RGB (0..255, under the photos' mean light, uniform over the
-         page): per-channel tone curves T_c (from the neutral patches; monotone) after a
+colour   digital RGB → captured RGB (0..255, under the photos' mean light at the frame centre,
+         uniform over the page): per-channel tone curves T_c (from the neutral patches; monotone) after a
          cross-channel map F in digital space: captured = T(F(rgb / 255)). F is colour-science's
          root-polynomial colour correction (Finlayson et al. 2015, degree 1–3), or a 3D LUT
          (17³, a thin-plate RBF of the patches, applied trilinearly) in place of T∘F: chosen by
@@ -19,7 +19,13 @@ noise    σ per photo pixel as a function of level, variance = shot·v + read² 
          model), from the flat patches after removing a plane; the JPEG's smoothing of noise is
          undone by a small Monte Carlo at the photos' JPEG quality.
 jpeg     the IJG quality whose tables match the photos' quantisation tables best.
-light    the fall-off range seen (min / max of each photo's white field over the page).
+light    the fall-off range seen (min / max of each photo's white field over the page), and the
+         light the colour is under: the photos' mean paper white at the frame centre, where
+         simulate's and a lens's fall-off is 1. Only exposure × paper white is seen (a darker
+         sheet and a darker exposure make one photo), so the chart's exposure stays in the colour;
+         what keeps it from being counted twice is that simulate --profile and the channel draw
+         exposure relative to the preset's mean (profiles.relative_exposure) and the fall-off,
+         divided out here, afresh.
 heldout  20 % of the colour patches (seeded) are never fitted; CIEDE2000 on them.
 
 The record (`Profile`), the colour model and everything that *uses* a profile (simulate's
@@ -42,7 +48,7 @@ from physical import geometry, markers
 from physical.errors import PhysicalError
 from physical.profiles import (PROFILE_KIND, PROFILE_SCHEMA, ColourModel, Profile, Tone,  # noqa: F401
                                camera_overrides, delta_e, load_profile, outside_gamut, parse_profile,
-                               print_profiled, printer_overrides, to_lab, torch_colour)
+                               print_profiled, profiled_camera, printer_overrides, to_lab, torch_colour)
 from physical.workspace import atomic_write_json, sha256_bytes
 from physical.chart import simulate_photos as simulate_chart_photos  # noqa: F401  (the brief's name)
 
@@ -259,8 +265,16 @@ def measure_photo(img: np.ndarray, spec: dict, dets: list) -> dict:
     out["white_field"] = (basis, coef)
     g = np.stack(np.meshgrid(np.linspace(pw * 0.15, pw * 0.85, 8), np.linspace(ph * 0.1, ph * 0.75, 8)), -1)
     field = basis(g.reshape(-1, 2)) @ coef
+    # the light at the frame centre, where simulate's (and a lens's) fall-off is 1: the level the
+    # profile's colour is put at, so that simulate's light draw counts it once (profiles.relative_exposure).
+    # Off the whites' area the nearest point of it (a quadratic is not extrapolated).
+    at = pmap.to_mm(np.array([[w / 2, h / 2]], np.float64))[0]
+    near = np.clip(at, centres.min(0), centres.max(0))
+    out["centre_white"] = (basis(near[None]) @ coef)[0]
     out["light"] = {"white_min": field.min(0).round(2).tolist(), "white_max": field.max(0).round(2).tolist(),
-                    "falloff": float(1 - (field.mean(1).min() / field.mean(1).max()))}
+                    "falloff": float(1 - (field.mean(1).min() / field.mean(1).max())),
+                    "centre_rgb": out["centre_white"].round(2).tolist(),
+                    "centre_on_chart": bool(np.allclose(near, at))}
     out["edges"] = [s for e in spec["edges"] for s in _edge_sigmas(img, pmap, e)]   # noqa: E501
     out["flats"] = {}
     for p in spec["patches"]:
@@ -454,9 +468,9 @@ def fit(photos_dir, progress=None) -> tuple[dict, list[str]]:
 
 def _fit_pooled(spec: dict, measured: list[dict], per_photo: list[dict]) -> dict:
     patches = {p["id"]: p for p in spec["patches"]}
-    # the photos' mean paper white (the reference light), from each photo's field at the patches
-    w_ref = np.mean([np.median(m["white_field"][0](_centres(spec["patches"])) @ m["white_field"][1], 0)
-                     for m in measured], 0)
+    # the reference light: the photos' mean paper white at the frame centre (each photo's fall-off
+    # over the page divided out, its level kept: simulate draws the fall-off and, relative to it, the exposure)
+    w_ref = np.mean([m["centre_white"] for m in measured], 0)
     pooled: dict[int, list] = {}
     for m in measured:
         basis, coef = m["white_field"]
@@ -514,13 +528,19 @@ def _fit_pooled(spec: dict, measured: list[dict], per_photo: list[dict]) -> dict
                   "paper": spec["paper"]["name"]},
         "colour": {**cm.as_dict(), "chosen_by": "5-fold cross-validation on the training patches (mean ΔE00)",
                    "cv_mean_de00": {k: round(v, 3) for k, v in cv.items()},
-                   "reference": "captured values divided by each photo's paper-white field, times the photos' mean white"},
+                   "reference": "captured values divided by each photo's paper-white field, times the photos' mean "
+                                "paper white at the frame centre (light.centre_rgb)"},
         "white_rgb": [round(float(v), 3) for v in white],
         "blur": blur, "noise": noise,
         "jpeg": {"quality": quality, "per_photo": qs, "source": "IJG tables nearest to the photos' quantisation tables"},
         "light": {"falloff_min": _r(min(li["falloff"] for li in lights)),
                   "falloff_max": _r(max(li["falloff"] for li in lights)),
-                  "note": "1 − darkest / brightest paper white over the patch area, per photo"},
+                  "centre_rgb": [round(float(v), 2) for v in w_ref],
+                  "centre_spread": _r(float(np.ptp([np.mean(li["centre_rgb"]) for li in lights]) / np.mean(w_ref))),
+                  "note": "falloff: 1 − darkest / brightest paper white over the patch area, per photo; "
+                          "centre_rgb: the photos' mean paper white at the frame centre, the light the colour "
+                          "transform is under (simulate --profile and the channel draw exposure relative to it); "
+                          "centre_spread: (brightest − darkest) / mean of that over the photos"},
         "heldout": {"n": len(test), "mean_de00": _r(np.mean(de)), "p95_de00": _r(np.percentile(de, 95)),
                     "max_de00": _r(np.max(de)), "fraction": HELDOUT_FRACTION, "seed": SPLIT_SEED},
         "patches": {"colour": len(colour_ids), "present": len(present), "train": len(train), "heldout": len(test),
@@ -583,7 +603,9 @@ def report_lines(profile: dict) -> list[str]:
         f"blur σ {b['sigma_mm']} mm ({b['n_edges']} edges); noise σ² = {n['shot']}·v + {n['read']}²; "
         f"JPEG quality {profile['jpeg']['quality']}; light fall-off {profile['light']['falloff_min']:.1%}–"
         f"{profile['light']['falloff_max']:.1%}",
-    ]
+    ] + ([f"light: paper white at the frame centre {', '.join(f'{v:.0f}' for v in li['centre_rgb'])} (RGB; "
+          f"photos {li['centre_spread']:.1%} apart): simulate --profile draws exposure relative to it"]
+         if (li := profile["light"]).get("centre_rgb") else [])
 
 
 def write_profile(profile: dict, path) -> Path:

@@ -6,7 +6,8 @@ colour (its fitted transform digital RGB → captured RGB, `profiles.torch_colou
 the JPEG quality; geometry, misregistration and light are still drawn per sample from a preset's
 ranges (`typical`). Built on `physical.channel.Channel` without touching its stages: the profile's
 values become a ranges table whose camera ranges are single points (so simulate's own draw
-functions give them), and the colour transform runs first, in place of the `printer` stage (the
+functions give them) and whose exposure is relative to the preset's mean (the profile's colour
+holds the chart photos' light: `profiles.relative_exposure`), and the colour transform runs first, in place of the `printer` stage (the
 first one). Sample-for-sample this is simulate's pipeline with `printer_overrides` /
 `camera_overrides` (tests/test_profile_channel.py holds the two together).
 """
@@ -19,7 +20,8 @@ import torch
 from physical.channel import STAGES, Channel, Geometry
 from physical.errors import PhysicalError
 from physical.presets import CHANNEL_TABLES, PRESETS
-from physical.profiles import Profile, camera_overrides, load_profile, printer_overrides, torch_colour
+from physical.profiles import (Profile, camera_overrides, load_profile, printer_overrides, relative_exposure,
+                               torch_colour)
 from physical.workspace import sha256_file
 
 PRINTER_KEYS = ("gamma", "paper_white", "black", "saturation")   # the preset's printer: replaced by the colour
@@ -33,6 +35,7 @@ def profile_table(profile: Profile | dict, preset: str = "typical") -> dict:
     table = dict(PRESETS[preset])
     fixed = dict(camera_overrides(profile), ink_blur_mm=printer_overrides(profile)["blur_mm"])
     table.update({k: (float(v), float(v)) for k, v in fixed.items()})
+    table["exposure"] = relative_exposure(table)    # the profile's colour holds the chart's light: drawn once
     return table
 
 

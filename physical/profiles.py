@@ -6,7 +6,11 @@ How a simulator or channel applies a profile (see `Profile` for the fields): col
 `ColourModel.from_dict(profile["colour"])` (numpy) or `torch_colour(profile)` (torch, differentiable);
 blur as a Gaussian of σ = ``blur.sigma_mm`` × pixels per page mm (crop pixels: × crop size /
 printed image mm); noise per photo pixel σ(v) = sqrt(shot·v + read²) before JPEG; JPEG at
-``jpeg.quality``. Geometry and light are not in a profile: they stay drawn from a preset.
+``jpeg.quality``. Geometry and light are not in a profile: they stay drawn from a preset, and
+drawn once: the colour transform is the chart photos' light at the frame centre (where a lens's
+and simulate's fall-off is 1), fall-off divided out, so simulate and the channel draw the
+exposure relative to the preset's mean (`relative_exposure`) and the fall-off and white balance
+as they are: on average they reproduce the chart photos' light, not that light times another.
 """
 from __future__ import annotations
 
@@ -23,7 +27,10 @@ from physical.records import ChartPhoto, Record
 from physical.workspace import read_json
 
 PROFILE_KIND = "physical-calibration-profile"
-PROFILE_SCHEMA = 1
+PROFILE_SCHEMA = 2
+# Schema 1 (before the light was recorded at the frame centre) is read as is: its colour is the
+# photos' median paper white instead, at most a few per cent darker (the page's own fall-off).
+PROFILE_SCHEMAS_READ = (1, 2)
 LUT_SIZE = 17
 TONE_KNOTS = 33
 
@@ -40,6 +47,9 @@ class Profile(Record):
     * ``noise``: per photo pixel, before JPEG: σ(v) = sqrt(shot · v + read²), v in 0..255.
     * ``jpeg.quality``: IJG quality.
     * ``white_rgb``: paper white as captured (the colour transform's value at 255, 255, 255).
+    * ``light``: the light the chart photos saw: ``centre_rgb`` (paper white at the frame centre,
+      the level the colour transform is at: apply the preset's light relative to it, see
+      `relative_exposure`), the fall-off range over the page, per photo in ``photos[].light``.
     """
 
     schema_version: int = Field(alias="schema")
@@ -73,9 +83,9 @@ def load_profile(path) -> Profile:
 def parse_profile(data, source="profile") -> Profile:
     if not isinstance(data, dict) or data.get("kind") != PROFILE_KIND:
         raise PhysicalError(f"{source} is not a calibration profile (make one with `physical calibrate fit`)")
-    if data.get("schema") != PROFILE_SCHEMA:
+    if data.get("schema") not in PROFILE_SCHEMAS_READ:
         raise PhysicalError(f"{source} has profile schema {data.get('schema')!r}; this physical reads "
-                            f"{PROFILE_SCHEMA}: fit it again with `physical calibrate fit`")
+                            f"{' and '.join(map(str, PROFILE_SCHEMAS_READ))}: fit it again with `physical calibrate fit`")
     chart = data.get("chart") or {}
     if chart.get("version") != chartmod.CHART_VERSION:
         raise PhysicalError(f"{source} was fitted on calibration chart version {chart.get('version')!r}; this "
@@ -221,6 +231,24 @@ def camera_overrides(profile: Profile | dict) -> dict:
     if p["jpeg"].get("quality"):
         out["jpeg_quality"] = int(p["jpeg"]["quality"])
     return out
+
+
+def profiled_camera(cam: dict, profile, table: dict) -> dict:
+    """simulate --profile's camera for one photo: `cam` drawn from the preset's ranges `table`,
+    with the profile's values (`camera_overrides`) and the exposure relative (`relative_exposure`),
+    as the profile channel draws it (same draw, same value)."""
+    lo, hi = (float(v) for v in table["exposure"])
+    return {**cam, **camera_overrides(profile), "exposure": cam["exposure"] / ((lo + hi) / 2)}
+
+
+def relative_exposure(table: dict) -> tuple[float, float]:
+    """A preset's exposure range as drawn through a profile: divided by its mean. The profile's
+    colour already holds the chart photos' exposure; drawing the preset's own on top would count
+    the light twice (the photos' ≈ 0.975 of typical, then typical's again). Relative draws keep
+    the spread from photo to photo and centre it on the light the chart was photographed in."""
+    lo, hi = (float(v) for v in table["exposure"])
+    mean = (lo + hi) / 2
+    return lo / mean, hi / mean
 
 
 def print_profiled(page_bgr: np.ndarray, px_per_mm: float, printer: dict) -> np.ndarray:

@@ -586,8 +586,8 @@ def _simulate_pages(pdf, page_numbers, slots, result, out: Path, rng, preset, ph
         shots = []
         for n in range(1, photos_per_page + 1):
             cam = draw_camera(rng, preset)
-            if profile is not None:
-                cam.update(calibrate.camera_overrides(profile))
+            if profile is not None:   # the profile's camera; light drawn once (profiles.relative_exposure)
+                cam = calibrate.profiled_camera(cam, profile, _preset(preset))
             frame = (short_side, long_side) if cam["portrait"] else (long_side, short_side)
             H = camera_homography(page_mm, frame, cam)
             shots.append((n, cam, frame, H, int(rng.integers(2 ** 63))))

@@ -50,8 +50,10 @@ def test_table_and_record(profile_path):
     assert table["shot_noise"] == (prof["noise"]["shot"],) * 2 and table["read_noise"] == (prof["noise"]["read"],) * 2
     assert table["defocus_px"] == table["motion_px"] == (0.0, 0.0)
     assert table["ink_blur_mm"] == (prof["blur"]["sigma_mm"],) * 2
-    for key in ("tilt_deg", "exposure", "white_balance", "gradient", "register_px"):   # geometry and light
+    for key in ("tilt_deg", "white_balance", "gradient", "vignetting", "register_px"):   # geometry and light
         assert table[key] == PRESETS["typical"][key]
+    lo, hi = PRESETS["typical"]["exposure"]          # relative to its mean: the profile holds the chart's light
+    assert table["exposure"] == pytest.approx((2 * lo / (lo + hi), 2 * hi / (lo + hi)))
     ch = channel_for(str(profile_path))
     assert isinstance(ch, ProfileChannel)
     d = ch.describe()
