@@ -3,7 +3,8 @@ fitted on that device's chart photos, against simulate's presets; and EOT throug
 vs through `typical`, photographed by the device (issue 12's `--channel PROFILE`).
 
     python benchmarks/calibrate_agreement.py [--n 40] [--photos-per-page 2] [--resolution 4000x3000]
-                                             [--light other,same] [--eot-n 12] [--eps 8] [--samples 8]
+                                             [--light other,same] [--presets mild,typical,harsh]
+                                             [--chart-photos 3] [--eot-n 12] [--eps 8] [--samples 8]
                                              [--target 924] [--keep DIR [--reuse]]
 
 The "device" is a printer and phone unlike every preset *and* unlike simulate's model (`Device`):
@@ -20,7 +21,14 @@ is the floor) and "same light" (seed 1: the device's own geometry and light draw
 printer + camera differ). Per image, over all its crops:
 mean colour (CIEDE2000 of (b) and (c) against (a); targets: profile ≤ 4 and ≤ half the nearest
 preset) and the model's clean top-1 (target: profile within 10 points of the device; labels: the
-model's top-1 on the clean PNG, and the true label where the photo has one). Then EOT at --eps
+model's top-1 on the clean PNG, and the true label where the photo has one). Beside each, the
+mean ΔL* (light level) and the ΔE left once the source's mean RGB gain over the run is matched
+to the device's ("level-matched": what one global light level does not explain). Under "other
+light" every seed-2 source shares the seed-2 light draws, so the floor (the device against
+itself) bounds any profile from below: the ratio a perfect profile gets is floor / nearest
+preset, printed; more --photos-per-page average the draws and lower the floor. "profile vs
+device again" is the profile under the seed-2 draws against the device under them (same light
+again, other photos). Then EOT at --eps
 on the first --eot-n images, crafted by `physical craft` through `--channel profile.json` and
 through `--channel typical` (BIM beside them), each laid out and photographed by the device:
 digital success, photo top-1, destruction rate (the paper's; survival = 1 − destruction); with
@@ -133,6 +141,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", default=None, help="workspace folder to keep (default: a temporary one)")
     ap.add_argument("--reuse", action="store_true", help="with --keep: reuse the profile and photos already there")
+    ap.add_argument("--presets", default=",".join(simulate.PRESETS), help="presets to compare against")
     ap.add_argument("--light", default="other,same", help="other: sources photographed with other light draws "
                     "than the device's; same: with the same draws (only printer + camera differ)")
     args = ap.parse_args()
@@ -205,7 +214,7 @@ def main() -> None:
         for light in args.light.split(","):
             seed, suffix = (1, "-same") if light == "same" else (2, "")
             shots = {"profile": shoot("profile" + suffix, preset="typical", seed=seed, profile=prof_path)}
-            for preset in simulate.PRESETS:
+            for preset in args.presets.split(","):
                 shots[preset] = shoot(preset + suffix, preset=preset, seed=seed)
             if light == "other":
                 shots["device again"] = again
@@ -220,11 +229,13 @@ def main() -> None:
                 b = np.array([np.mean([c.reshape(-1, 3).mean(0) for c in dev[i]], 0) for i in common])
                 de = calibrate.delta_e(a, b)
                 results[name] = de
+                d_l = float((calibrate.to_lab(a)[:, 0] - calibrate.to_lab(b)[:, 0]).mean())
+                matched = calibrate.delta_e(np.clip(a * (b.mean(0) / a.mean(0)), 0, 255), b).mean()
                 acc, acc_true = accuracy(got, by_model), accuracy(got, true)
                 print(f"  {name:12s}: per-image mean colour CIEDE2000 vs the device: mean {de.mean():.2f}, "
-                      f"p90 {np.percentile(de, 90):.2f} ({len(common)} images); clean top-1 {acc[0]:.1%} "
-                      f"({100 * (acc[0] - dacc[0]):+.1f} points), true labels {acc_true[0]:.1%} "
-                      f"({100 * (acc_true[0] - dtrue[0]):+.1f})")
+                      f"p90 {np.percentile(de, 90):.2f} ({len(common)} images; ΔL* {d_l:+.2f}, level-matched "
+                      f"{matched:.2f}); clean top-1 {acc[0]:.1%} ({100 * (acc[0] - dacc[0]):+.1f} points), true "
+                      f"labels {acc_true[0]:.1%} ({100 * (acc_true[0] - dtrue[0]):+.1f})")
                 if name == "profile":
                     prof_acc = acc[0]
             nearest = min((de.mean(), k) for k, de in results.items() if k in simulate.PRESETS)
@@ -232,6 +243,14 @@ def main() -> None:
             print(f"  profile {prof:.2f} vs nearest preset ({nearest[1]}) {nearest[0]:.2f}: ratio "
                   f"{prof / nearest[0]:.2f}; top-1 difference {100 * (prof_acc - dacc[0]):+.1f} points "
                   "(targets: ≤ 4, ≤ 0.5, within 10 points)")
+            if "device again" in results:
+                floor = results["device again"].mean()
+                both = [i for i in ids if i in shots["profile"] and i in again]
+                pa = np.array([np.mean([c.reshape(-1, 3).mean(0) for c in shots["profile"][i]], 0) for i in both])
+                da = np.array([np.mean([c.reshape(-1, 3).mean(0) for c in again[i]], 0) for i in both])
+                print(f"  floor (the device against itself) {floor:.2f}: a perfect profile's ratio here "
+                      f"{floor / nearest[0]:.2f}; profile vs device again (both seed 2's light) "
+                      f"{calibrate.delta_e(pa, da).mean():.2f}")
         print(f"({time.perf_counter() - t0:.0f} s so far)")
 
         if args.eot_n:

@@ -85,7 +85,8 @@ def parse_profile(data, source="profile") -> Profile:
         raise PhysicalError(f"{source} is not a calibration profile (make one with `physical calibrate fit`)")
     if data.get("schema") not in PROFILE_SCHEMAS_READ:
         raise PhysicalError(f"{source} has profile schema {data.get('schema')!r}; this physical reads "
-                            f"{' and '.join(map(str, PROFILE_SCHEMAS_READ))}: fit it again with `physical calibrate fit`")
+                            f"{' and '.join(map(str, PROFILE_SCHEMAS_READ))}: fit it again with "
+                            "`physical calibrate fit`")
     chart = data.get("chart") or {}
     if chart.get("version") != chartmod.CHART_VERSION:
         raise PhysicalError(f"{source} was fitted on calibration chart version {chart.get('version')!r}; this "

@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import make_fake_run, replace_png
 from physical import calibrate, chart, ingest, records, simulate
 from physical import layout as layout_mod
+from physical.errors import PhysicalError
 from physical.presets import PRESETS
 from physical.profiles import parse_profile, relative_exposure
 from physical.workspace import read_json
@@ -99,10 +100,13 @@ def test_simulate_through_the_profile_agrees_with_the_device_under_the_same_ligh
 def test_relative_exposure_and_old_profiles(profiles):
     for preset in PRESETS.values():
         lo, hi = relative_exposure(preset)
-        assert (lo + hi) / 2 == pytest.approx(1.0) and hi / lo == pytest.approx(preset["exposure"][1] / preset["exposure"][0])
+        assert (lo + hi) / 2 == pytest.approx(1.0)
+        assert hi / lo == pytest.approx(preset["exposure"][1] / preset["exposure"][0])
     doc = read_json(profiles["path"])
     assert doc["schema"] == calibrate.PROFILE_SCHEMA == 2
     old = {**doc, "schema": 1, "light": {k: v for k, v in doc["light"].items() if not k.startswith("centre")}}
     parse_profile(old)                                   # schema 1 is still read (the report of an old run)
+    with pytest.raises(PhysicalError, match="profile schema 3; this physical reads 1 and 2"):
+        parse_profile({**doc, "schema": 3})
     assert any("frame centre" in line for line in calibrate.report_lines(doc))
     assert not any("frame centre" in line for line in calibrate.report_lines(old))
