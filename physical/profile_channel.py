@@ -7,9 +7,10 @@ the JPEG quality; geometry, misregistration and light are still drawn per sample
 ranges (`typical`). Built on `physical.channel.Channel` without touching its stages: the profile's
 values become a ranges table whose camera ranges are single points (so simulate's own draw
 functions give them) and whose exposure is relative to the preset's mean (the profile's colour
-holds the chart photos' light: `profiles.relative_exposure`), and the colour transform runs first, in place of the `printer` stage (the
-first one). Sample-for-sample this is simulate's pipeline with `printer_overrides` /
-`camera_overrides` (tests/test_profile_channel.py holds the two together).
+holds the chart photos' light: `profiles.relative_exposure`), and the colour transform runs
+first, in place of the `printer` stage (the first one). Sample-for-sample this is simulate's
+pipeline with `printer_overrides` / `profiled_camera` (tests/test_profile_channel.py holds the
+two together).
 """
 from __future__ import annotations
 
