@@ -230,6 +230,7 @@ def test_report_of_a_profiled_run(profile_path, tmp_path):
     html, page = index.read_text(encoding="utf-8"), parse(index)
     assert 'id="calibration"' in html and prof["chart"]["id"] in html
     assert f"{prof['heldout']['mean_de00']:.2f}" in html and f"{prof['heldout']['p95_de00']:.2f}" in html
+    assert "frame centre " + ", ".join(map(str, prof["light"]["centre_rgb"])) in " ".join(html.split())  # the light seen
     shown = index.parent / "images/calibration/chart-photo.jpg"
     assert shown.read_bytes() == base64.b64decode(prof["chart_photo"]["jpeg_base64"])
     assert (index.parent / "plots/tone_curves.png").is_file()
