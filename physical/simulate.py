@@ -439,7 +439,8 @@ def simulate_run(ws: Workspace, run: str, *, preset: str = "typical", photos_per
     new ones moved in. Ingest notices the changed photos itself (a stage deletes only its own outputs).
 
     `profile` (a path or `calibrate.Profile`): the calibrated printer, colour, blur, noise and JPEG
-    replace the preset's; geometry and light are still drawn from the preset.
+    replace the preset's; geometry and light are still drawn from the preset, the exposure
+    relative to its mean (the profile's colour holds the chart's light: profiles.profiled_camera).
     """
     import pypdfium2
 
