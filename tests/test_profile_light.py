@@ -110,3 +110,17 @@ def test_relative_exposure_and_old_profiles(profiles):
         parse_profile({**doc, "schema": 3})
     assert any("frame centre" in line for line in calibrate.report_lines(doc))
     assert not any("frame centre" in line for line in calibrate.report_lines(old))
+
+
+def test_the_channel_draws_the_light_as_simulate_does(profiles):
+    """The profile channel's table and simulate --profile's camera give one draw the same light."""
+    from physical.profile_channel import profile_table
+    from physical.profiles import profiled_camera
+
+    prof = profiles["uneven"]
+    for seed in range(5):
+        ours = simulate.draw_camera(np.random.default_rng(seed), profile_table(prof))
+        theirs = profiled_camera(simulate.draw_camera(np.random.default_rng(seed), "typical"), prof, PRESETS["typical"])
+        for key in ("exposure", "white_balance_bgr", "gradient", "vignetting", "shot_noise", "read_noise",
+                    "jpeg_quality", "defocus_px"):
+            assert ours[key] == pytest.approx(theirs[key]), key
