@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
@@ -55,20 +56,55 @@ def process(todo, photo_fn: Callable, ctx, workers: int | None):
         for path, digest in todo:
             yield path, digest, photo_fn(path.read_bytes(), ctx)
         return
+    keep_freed_memory()   # this process ingests photos too (the queue's end, while workers start)
+    n, lock = len(todo), threading.Lock()
+    futures: dict = {}               # index -> Future of a worker
+    share = {"next": 0, "end": n}    # the feeder submits [next, end); this process does [end, n)
+    failed: list[BaseException] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init,
                              initargs=(photo_fn, ctx)) as pool:
-        # absolute: forkserver workers keep the server's working directory, not this process's
-        futures = [pool.submit(_worker, os.path.abspath(p)) for p, _ in todo]
-        # Workers take a moment to start (a process, imports); meanwhile this process, which has
-        # cv2 loaded, ingests photos from the end of the queue itself: those not yet handed to a
-        # worker (cancel() succeeds), until the first worker result shows the pool is up.
-        mine = {}
-        for i in range(len(todo) - 1, 0, -1):
-            if any(f.done() for f in futures) or not futures[i].cancel():
-                break
-            mine[i] = photo_fn(todo[i][0].read_bytes(), ctx)
-        for i, ((path, digest), future) in enumerate(zip(todo, futures)):
-            yield path, digest, mine[i] if i in mine else future.result()
+        def feed():
+            # submitting the first photos starts the workers, which waits until the forkserver has
+            # imported cv2 & co. (~0.3 s): a thread does it, so this process works meanwhile
+            try:
+                while True:
+                    with lock:
+                        i = share["next"]
+                        if i >= share["end"]:
+                            return
+                        share["next"] = i + 1
+                    # absolute: forkserver workers keep the server's working directory, not ours
+                    future = pool.submit(_worker, os.path.abspath(todo[i][0]))
+                    with lock:
+                        futures[i] = future
+            except BaseException as exc:   # re-raised below, in the caller's thread
+                failed.append(exc)
+
+        feeder = threading.Thread(target=feed, name="ingest-pool-feeder", daemon=True)
+        feeder.start()
+        # Until a worker answers, this process ingests photos from the end of the queue itself:
+        # ones not yet submitted (the feeder then stops before them) or not yet handed to a worker
+        # (cancel() succeeds). One OpenCV thread meanwhile, like the workers: on cores the
+        # workers share, OpenCV's threads only add overhead.
+        mine, threads = {}, cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for i in range(n - 1, 0, -1):
+                with lock:
+                    if any(f.done() and not f.cancelled() for f in futures.values()):
+                        break
+                    if i >= share["next"]:
+                        share["end"] = i
+                    elif i not in futures or not futures[i].cancel():
+                        break   # being submitted, or a worker has it
+                mine[i] = photo_fn(todo[i][0].read_bytes(), ctx)
+        finally:
+            cv2.setNumThreads(threads)
+            feeder.join()
+        if failed:
+            raise failed[0]
+        for i, (path, digest) in enumerate(todo):
+            yield path, digest, mine[i] if i in mine else futures[i].result()
 
 
 def pool_context():
