@@ -477,6 +477,14 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     layout_path = ws.layout_path(run)
     if not layout_path.exists():
         raise PhysicalError(f"{layout_path} does not exist: run `physical layout --run {run}` first")
+    folder = Path(photos) if photos is not None else ws.photos_dir(run)
+    if not folder.is_dir():
+        raise PhysicalError(f"photo folder {folder} does not exist" +
+                            (f" (simulate some with `physical simulate --run {run}`, or pass --photos)"
+                             if photos is None else ""))
+    files = ws.list_photos(run, folder) if only is None else [p for p in map(Path, only) if p.is_file()]
+    if pool_size(workers, len(files)) > 1:
+        start_forkserver()   # it imports cv2 & co. on the other core while this one reads the run and hashes photos
     from physical import records   # here, not at the top: pool workers need no pydantic (~0.15 s CPU to import)
     from physical.layout_history import ensure_pdf, read_layout
 
@@ -484,11 +492,6 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
     ensure_pdf(ws, run, layout, required=False)   # only repairs: ingest reads no PDF
     layout_sha = sha256_file(layout_path)
     captures = ws.captures(run)
-    folder = Path(photos) if photos is not None else ws.photos_dir(run)
-    if not folder.is_dir():
-        raise PhysicalError(f"photo folder {folder} does not exist" +
-                            (f" (simulate some with `physical simulate --run {run}`, or pass --photos)"
-                             if photos is None else ""))
     ingest_json = ws.ingest_path(run)
     state = records.read(records.INGEST, ws, run).dump() if ingest_json.exists() and not force else None
     if state is not None and state.get("layout_sha256") != layout_sha:
@@ -505,10 +508,6 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                                "error, then the earlier photo"),
                  "photos": [], "crops": [], "sessions": []}
     ctx = _context(ws, run, layout, max_pixels)
-
-    files = ws.list_photos(run, folder) if only is None else [p for p in map(Path, only) if p.is_file()]
-    if pool_size(workers, len(files)) > 1:
-        start_forkserver()   # it imports cv2 & co. on the other core while this one hashes the photos
     digests = [(path, sha256_file(path)) for path in files]
     # a call for some files (`only`, physical serve) forgets nothing: it has not looked at the folder
     forgotten = _forget_changed_photos(ws, run, state, folder, {d for _, d in digests}) if only is None else 0
