@@ -18,7 +18,7 @@ from typing import Callable
 
 import cv2
 
-from physical.heap import keep_freed_memory
+from physical.heap import freed_memory_kept, keep_freed_memory
 
 _WORKER: tuple[Callable, object] | None = None   # this worker process's (photo function, context)
 
@@ -54,11 +54,16 @@ def start_forkserver() -> None:
 
 def process(todo, photo_fn: Callable, ctx, workers: int | None):
     workers = pool_size(workers, len(todo))
-    keep_freed_memory()   # this process ingests photos too (and serve's worker every photo)
     if workers == 1:
+        keep_freed_memory()   # e.g. serve's worker process, which ingests every photo itself
         for path, digest in todo:
             yield path, digest, photo_fn(path.read_bytes(), ctx)
         return
+    with freed_memory_kept():   # this process ingests photos too, then maybe other things
+        yield from _pooled(todo, photo_fn, ctx, workers)
+
+
+def _pooled(todo, photo_fn: Callable, ctx, workers: int):
     n, lock = len(todo), threading.Lock()
     futures: dict = {}      # index -> a worker's Future
     taken: set = set()      # indices this process does; the feeder skips them
