@@ -24,9 +24,12 @@ import time
 import numpy as np
 from PIL import Image
 
-from physical import data, ingest, simulate
-from physical import layout as layout_mod
+from physical import ingest
 from physical.workspace import Workspace, atomic_write_bytes, atomic_write_json, sha256_bytes
+
+# Pool workers run this script's top level again (multiprocessing imports __main__ in each), so
+# it imports no more than `physical ingest`'s own script would (physical.cli: click): simulate,
+# layout and data (pydantic, skimage) are imported where used, as the stages' commands do.
 
 EXTRA = [("astronaut", "astronaut.png"), ("horse_riders", "horse.png"), ("retina", "retina.jpg"),
          ("hubble", "hubble_deep_field.jpg"), ("ihc", "immunohistochemistry.png")]
@@ -41,6 +44,8 @@ def _png(arr: np.ndarray) -> bytes:
 def build_run(root: str, run: str = "bench", size: int = 224, seed: int = 0) -> Workspace:
     """A craft-shaped run of real photos (clean + noise-eps16), written without a model."""
     import skimage.data
+
+    from physical import data
 
     ws = Workspace(root)
     out = ws.printouts(run)
@@ -93,7 +98,23 @@ def score(state: dict, sim: dict, lay: dict) -> dict:
             "err_max": float(np.max(errs)) if errs else float("nan")}
 
 
+def pool_cpu_seconds() -> float:
+    """CPU seconds of the forkserver plus every worker it forked and reaped (Linux: its own and
+    its waited-for children's times in /proc/<pid>/stat); 0 without a forkserver."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")   # utime stime cutime cstime
+
+
 def main() -> None:
+    from physical import layout as layout_mod
+    from physical import simulate
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="typical", choices=list(simulate.PRESETS))
     ap.add_argument("--photos-per-page", type=int, default=4)
@@ -123,9 +144,11 @@ def main() -> None:
     print(f"simulate: {n} photos {res[0]}x{res[1]} ({args.preset}) in {dt:.1f} s = {n / dt:.2f} photos/s "
           f"(1 process, {dc / n:.2f} s CPU per photo), {size_mb:.1f} MB JPEG each")
 
-    t = time.perf_counter()
+    t, c, pc = time.perf_counter(), time.process_time(), pool_cpu_seconds()
     state = ingest.ingest_run(ws, "bench", workers=args.workers)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - c
+    time.sleep(0.5)   # the forkserver reaps the pool's workers
+    total = dc + pool_cpu_seconds() - pc
     per = [p["seconds"] for p in state["photos"]]
     cpu = [p["cpu_seconds"] for p in state["photos"]]
     load = os.getloadavg()[0]
@@ -134,6 +157,9 @@ def main() -> None:
           f"max {max(per):.3f} s wall); load average {load:.1f} on {os.cpu_count()} cores")
     print(f"  CPU-bound rate on {args.workers} idle core(s): {args.workers / np.mean(cpu):.2f} photos/s "
           f"(mean CPU {np.mean(cpu):.3f} s per photo, pool start-up and file reads not included)")
+    print(f"  all processes (this one, forkserver, workers): {total:.2f} s CPU = {total / n:.3f} s per photo "
+          f"(this process {dc:.2f} s); their CPU-bound rate {args.workers * n / total:.2f} photos/s, "
+          f"wall / CPU-bound {dt / (total / args.workers):.2f}")
     print("  " + ingest.summary_line(state))
 
     r = score(state, sim, lay)

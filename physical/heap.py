@@ -54,3 +54,21 @@ def keep_freed_memory() -> None:
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, 512 << 20)   # blocks up to 512 MB come from the heap
         libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)     # keep up to 1 GB free at the top of it
+
+
+@contextlib.contextmanager
+def freed_memory_kept():
+    """`keep_freed_memory` for a while (a process that ingests photos among other work: the
+    caller of ingest's pool, e.g. `physical pipeline`, which evaluates next), then the thresholds
+    glibc reaches by itself and the free heap handed back, as after `large_heap`."""
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    keep_freed_memory()
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DYNAMIC_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_DYNAMIC_MAX)
+        libc.malloc_trim(0)

@@ -1,20 +1,24 @@
-"""Ingest's processes: one photo function run over many photos in a pool of workers.
+"""Ingest's processes: one photo function run over many photos, by this process and a pool of workers.
 
 `process(todo, photo_fn, ctx, workers)` yields (path, digest, result) in `todo`'s order, each
-result being `photo_fn(photo bytes, ctx)` (physical.ingest.ingest_photo). Fewer than 3 photos are
-done in this process. Workers start from a forkserver (see `pool_context`), and this process
-ingests photos from the end of the queue itself until the first worker answers.
+result being `photo_fn(photo bytes, ctx)` (physical.ingest.ingest_photo). `workers` counts the
+processes ingesting photos, this one included: fewer than 3 photos, or workers=1, are done here
+alone; otherwise `workers - 1` pool processes (started from a forkserver, see `pool_context`)
+take photos from the front of the queue and this process takes the first one no worker has yet,
+between writing the results (a process fewer to warm up than a pool of `workers`, and no core
+idles while the forkserver imports its modules).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import cv2
 
-from physical.heap import keep_freed_memory
+from physical.heap import freed_memory_kept, keep_freed_memory
 
 _WORKER: tuple[Callable, object] | None = None   # this worker process's (photo function, context)
 
@@ -34,7 +38,7 @@ def _worker(path: str) -> dict:
 
 
 def pool_size(workers: int | None, n: int) -> int:
-    """Worker processes for `n` photos: 1 (this process) for fewer than 3."""
+    """Processes ingesting `n` photos, this one included: 1 (this process alone) for fewer than 3."""
     if workers is None:
         workers = min(os.cpu_count() or 1, 4)
     return 1 if n < 3 else max(1, min(workers, n))
@@ -55,20 +59,83 @@ def process(todo, photo_fn: Callable, ctx, workers: int | None):
         for path, digest in todo:
             yield path, digest, photo_fn(path.read_bytes(), ctx)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_worker_init,
+    with freed_memory_kept():   # this process ingests photos too, then maybe other things
+        yield from _pooled(todo, photo_fn, ctx, workers)
+
+
+def _pooled(todo, photo_fn: Callable, ctx, workers: int):
+    n, lock = len(todo), threading.Lock()
+    futures: dict = {}      # index -> a worker's Future
+    taken: set = set()      # indices this process does; the feeder skips them
+    share = {"next": 0}     # the feeder has submitted, or is submitting, every index below this not taken
+    failed: list[BaseException] = []
+    slots = threading.Semaphore(workers - 1)   # futures not done yet, at most one per worker
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=pool_context(), initializer=_worker_init,
                              initargs=(photo_fn, ctx)) as pool:
-        # absolute: forkserver workers keep the server's working directory, not this process's
-        futures = [pool.submit(_worker, os.path.abspath(p)) for p, _ in todo]
-        # Workers take a moment to start (a process, imports); meanwhile this process, which has
-        # cv2 loaded, ingests photos from the end of the queue itself: those not yet handed to a
-        # worker (cancel() succeeds), until the first worker result shows the pool is up.
-        mine = {}
-        for i in range(len(todo) - 1, 0, -1):
-            if any(f.done() for f in futures) or not futures[i].cancel():
-                break
-            mine[i] = photo_fn(todo[i][0].read_bytes(), ctx)
-        for i, ((path, digest), future) in enumerate(zip(todo, futures)):
-            yield path, digest, mine[i] if i in mine else future.result()
+        def feed():
+            # submitting the first photos starts the workers, which waits until the forkserver has
+            # imported cv2 & co. (~0.3 s): a thread does it, so this process ingests meanwhile
+            try:
+                while True:
+                    # one photo at a time per worker, not the executor's one more queued: a photo
+                    # queued behind a worker's is one this process can no longer take, which at
+                    # the end left it waiting for two photos instead of at most one
+                    slots.acquire()
+                    with lock:
+                        i = share["next"]
+                        while i < n and i in taken:
+                            i += 1
+                        share["next"] = min(i + 1, n)
+                        if i >= n:
+                            return
+                    # absolute: forkserver workers keep the server's working directory, not ours
+                    future = pool.submit(_worker, os.path.abspath(todo[i][0]))
+                    future.add_done_callback(lambda _: slots.release())
+                    with lock:
+                        futures[i] = future
+            except BaseException as exc:   # re-raised in the caller's thread
+                failed.append(exc)
+
+        def claim(start: int) -> int | None:
+            """The first photo from `start` on that no worker has: not submitted yet, or still
+            waiting in the executor's queue (cancel() succeeds)."""
+            with lock:
+                for j in range(start, n):
+                    if j in taken:
+                        continue
+                    if j >= share["next"] or (j in futures and futures[j].cancel()):
+                        taken.add(j)
+                        return j
+            return None
+
+        feeder = threading.Thread(target=feed, name="ingest-pool-feeder", daemon=True)
+        feeder.start()
+        # One OpenCV thread here, like the workers: on cores they share, its threads only add overhead.
+        mine, threads = {}, cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            i = 0
+            while i < n:
+                with lock:
+                    future = futures.get(i)
+                if i not in mine and not (future is not None and future.done()):
+                    j = claim(i)
+                    if j is not None:   # work while photo i is with a worker (or is this one)
+                        mine[j] = photo_fn(todo[j][0].read_bytes(), ctx)
+                        continue
+                    feeder.join()   # everything from i on is submitted (or being): wait for photo i
+                    if failed:
+                        raise failed[0]
+                    future = futures[i]
+                result = mine.pop(i) if i in mine else future.result()
+                yield todo[i][0], todo[i][1], result
+                i += 1
+        finally:
+            cv2.setNumThreads(threads)
+            with lock:
+                share["next"] = n   # a feeder still running submits nothing more
+            slots.release(n)
+            feeder.join()
 
 
 def pool_context():

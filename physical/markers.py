@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -256,8 +257,14 @@ class Detection:
 
     @property
     def side_px(self) -> float:
-        c = self.corners_px
-        return float(np.mean(np.linalg.norm(c - np.roll(c, -1, axis=0), axis=1)))
+        """Mean edge length: the float np.mean(np.linalg.norm(c - np.roll(c, -1, 0), axis=1))
+        gives (same operations in the same order, tested), in plain floats: numpy's call overhead
+        was ~7 % of a photo's ingest (it is asked ~130 times a photo)."""
+        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = self.corners_px.tolist()
+        a, b, c, d = x1 - x0, x2 - x1, x3 - x2, x0 - x3
+        e, f, g, h = y1 - y0, y2 - y1, y3 - y2, y0 - y3
+        return (((math.sqrt(a * a + e * e) + math.sqrt(b * b + f * f)) + math.sqrt(c * c + g * g))
+                + math.sqrt(d * d + h * h)) / 4
 
 
 def detector_parameters() -> cv2.aruco.DetectorParameters:
@@ -433,7 +440,8 @@ def identify(detections: list[Detection], layout: dict, explain: bool = True) ->
     index = _layout_index(layout)
     sides = np.array([d.side_px for d in detections])
     tol = max(3.0, 1.0 * float(np.median(sides)))
-    centres_px = np.array([d.center for d in detections])
+    # one numpy call for all (the same floats as [d.center for d in detections])
+    centres_px = np.array([d.corners_px for d in detections]).mean(axis=1)
 
     # 1) candidate (page, slot) votes
     # (page, slot) -> {role: [detection indices]}: an id seen twice (two sheets in one photo)
@@ -488,7 +496,7 @@ def identify(detections: list[Detection], layout: dict, explain: bool = True) ->
         used.extend(f[4] for f in found)
         page_mm[page] = np.concatenate([f[2] for f in found])
         page_px[page] = np.concatenate([f[3] for f in found])
-        centers = np.array([f[2].mean(axis=0) for f in found])
+        centers = np.array([f[2] for f in found]).mean(axis=1)   # each marker's centre (mm)
         for s in sorted(per_slot):
             own = per_slot[s]
             slot = slot_of[(page, s)]

@@ -361,14 +361,16 @@ def read_optional(kind: Kind, ws: Workspace, run: str):
     return parse(kind, read_json(path), path, run) if path.exists() else None
 
 
-def write(kind: Kind, ws: Workspace, run: str, record: FileRecord | dict) -> Path:
-    """Validate and write atomically; returns the path. A dict is validated as `kind` first."""
+def write(kind: Kind, ws: Workspace, run: str, record: FileRecord | dict, compact: bool = False) -> Path:
+    """Validate and write atomically; returns the path. A dict is validated as `kind` first.
+    `compact`: one line (json's C encoder; indented JSON is written by its Python encoder, ~3x
+    slower), for a file rewritten often before its final, indented, version (ingest.json)."""
     if isinstance(record, dict):
         record = kind.record.model_validate(record)
     elif not isinstance(record, kind.record):
         raise TypeError(f"expected a {kind.record.__name__}, got {type(record).__name__}")
     path = kind.path(ws, run)
-    atomic_write_json(path, record.dump())
+    atomic_write_json(path, record.dump(), indent=None if compact else 1)
     return path
 
 

@@ -130,6 +130,7 @@ def _which_run(root: str, run: str, path: str) -> str | None:
 
 def _warm_up() -> int:
     import physical.ingest  # noqa: F401  (forkserver workers have it already; spawn ones load it now)
+    import physical.records  # noqa: F401  (ingest_run's, not preloaded: ingest's pool workers need no pydantic)
 
     return os.getpid()
 

@@ -283,6 +283,43 @@ def test_cli_exit_codes(run_ws, tmp_path):
     (ws.captures("g") / "photos" / "junk.bin").unlink()
 
 
+def test_pool_and_one_process_give_the_same_records_and_crops(run_ws):
+    """The pool (workers, and this process taking photos from the queue's end while they start)
+    changes nothing: the same records in the same order and the same crop files, byte for byte."""
+    ws = run_ws
+    simulate.simulate_run(ws, "g", preset="typical", seed=3, resolution=(1200, 900), force=True, photos_per_page=3)
+    runs = []
+    for workers in (1, 2):
+        state = ingest.ingest_run(ws, "g", workers=workers, force=True)
+        photos = [{k: v for k, v in p.items() if k not in ("seconds", "cpu_seconds")} for p in state["photos"]]
+        files = {c["file"]: (ws.captures("g") / c["file"]).read_bytes() for c in state["crops"]}
+        runs.append((photos, state["crops"], files, state["summary"]))
+    assert len(runs[0][0]) == 6 and runs[0][1]
+    assert runs[0] == runs[1]
+
+
+def test_ingest_json_is_readable_after_each_photo_and_indented_at_the_end(run_ws):
+    from physical import records
+
+    ws = run_ws
+    simulate.simulate_run(ws, "g", preset="typical", seed=4, resolution=(1200, 900), force=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_):
+        raise Stop
+
+    with pytest.raises(Stop):   # interrupted after the first photo
+        ingest.ingest_run(ws, "g", workers=1, force=True, progress=stop)
+    text = ws.ingest_path("g").read_text()
+    assert len(text.splitlines()) == 1   # the rewrites after each photo are one line (fast to write)
+    assert len(records.read(records.INGEST, ws, "g").dump()["photos"]) == 1
+    state = ingest.ingest_run(ws, "g", workers=1)   # goes on with the other photo
+    assert len(state["photos"]) == 2
+    assert len(ws.ingest_path("g").read_text().splitlines()) > 100   # the last write is indented
+
+
 def test_harsh_fails_some_photos_honestly_and_never_wrongly(run_ws):
     ws = run_ws
     failures, wrong, crops = [], 0, 0

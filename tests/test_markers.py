@@ -209,3 +209,15 @@ def test_identify_statuses():
     assert idf.status == "other run" and idf.slots == [] and "another run" in idf.reason
     foreign = [M.Detection(245, np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float))]
     assert M.identify(foreign, layout).status == "unknown markers"
+
+
+def test_side_px_is_numpys_mean_edge_length_to_the_bit():
+    # side_px is computed in plain floats for speed; thresholds (identify's tolerance, ingest's
+    # second detection scale) compare it, so it must be the very float numpy's formula gives
+    rng = np.random.default_rng(0)
+    for k in range(4000):
+        c = rng.uniform(0, 4000, (1, 2)) + rng.normal(0, 10 ** rng.uniform(-1, 3), (4, 2))
+        if k % 2:
+            c = np.round(c, k % 4)
+        expected = float(np.mean(np.linalg.norm(c - np.roll(c, -1, axis=0), axis=1)))
+        assert M.Detection(1, c).side_px == expected
