@@ -18,8 +18,8 @@ Stages, in order (each can be switched off; all differentiable in x):
     printer   saturation towards grey (BT.601 luma, as cv2), then per channel the tone curve
               black + (white_c − black)·v^γ: paper white with its tint, ink black, dot gain γ
     geometry  what ingest's marker homography leaves: sub-pixel shift, small rotation and scale
-              about the crop centre (kornia `warp_affine`, bilinear, border replicated)
-    blur      one point-spread function per sample (kornia `filter2d`): ink spread, the two
+              about the crop centre (kornia `warp_affine`'s maths, bilinear, border replicated)
+    blur      one point-spread function per sample (kornia `filter2d`'s maths): ink spread, the two
               bilinear resamplings (simulate's page → photo remap, ingest's photo → crop warp,
               JPEG's loss of fine detail: 1 photo px², measured), defocus (Gaussian) and motion (a
               line) in photo pixels,
@@ -32,9 +32,13 @@ Stages, in order (each can be switched off; all differentiable in x):
               gradient flows through its signal dependence
     jpeg      differentiable JPEG at the phone's quality: `jpeg` below (the maths of kornia's
               `jpeg_codec_differentiable` — IJG tables scaled by quality, 8×8 DCT, the cubic
-              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at a fifth of its
+              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at a ninth of its
               cost: kornia's took 60 % of the model's forward + backward in benchmarks/eot_speed.py);
               `Channel(jpeg="kornia")` uses kornia's own (tests hold the two together)
+
+The operations themselves live in `physical/channel_ops.py`: the same maths as the kornia and torch
+calls the stages were first written with, cheaper on CPU (tests/test_channel_ops.py holds them
+together; docs/robust.md, "Cost").
 """
 from __future__ import annotations
 
