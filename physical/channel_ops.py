@@ -97,7 +97,7 @@ def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     k = kernel.shape[-1]
     if k == 1:
         return x * kernel.view(B, 1, 1, 1)
-    p = _ReplicatePad.apply(x, k // 2) if k > 1 else x
+    p = _ReplicatePad.apply(x, k // 2)
     w = kernel.to(x.dtype).repeat_interleave(C, 0).unsqueeze(1)              # (B·C)×1×k×k
     return F.conv2d(p.reshape(1, B * C, H + k - 1, W + k - 1), w, groups=B * C).view(B, C, H, W)
 
