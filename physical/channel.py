@@ -30,10 +30,10 @@ Stages, in order (each can be switched off; all differentiable in x):
     noise     shot + read noise per photo pixel (variance shot·v + read²), divided by the photo
               pixels one crop pixel averages (√|det A| when above 1); reparameterised, so the
               gradient flows through its signal dependence
-    jpeg      differentiable JPEG at the phone's quality: `jpeg` below (the maths of kornia's
+    jpeg      differentiable JPEG at the phone's quality: `channel_ops.jpeg` (the maths of kornia's
               `jpeg_codec_differentiable` — IJG tables scaled by quality, 8×8 DCT, the cubic
-              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at a ninth of its
-              cost: kornia's took 60 % of the model's forward + backward in benchmarks/eot_speed.py);
+              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at under a fifth of
+              its cost (kornia's took 60 % of the model's forward + backward in benchmarks/eot_speed.py);
               `Channel(jpeg="kornia")` uses kornia's own (tests hold the two together)
 
 The operations themselves live in `physical/channel_ops.py`: the same maths as the kornia and torch
