@@ -1,7 +1,7 @@
 """Cost of one EOT step with K channel samples against K BIM steps on the same batch.
 
     python benchmarks/eot_speed.py [--batch 4] [--samples 8] [--repeats 5] [--channel typical]
-                                   [--threads 2] [--chunks 2,4,8,16,32]
+                                   [--threads 2] [--chunks 2,4,8,16,32] [--against DIR]
 
 One EOT step = `attacks.eot_gradient`: θ drawn for N·K samples, T(x; θ), the model's forward and
 backward on all N·K (in passes of `attacks.EOT_CPU_CHUNK` samples on CPU). K BIM steps = K
@@ -14,12 +14,18 @@ the other (interleaved, so load that comes and goes hits them alike); medians. W
 CPU seconds of this process (time.process_time: less sensitive to other processes; with several
 threads it also counts their spinning). Ratios are medians of per-round ratios.
 --chunks: the model's forward + backward per image at those batch sizes (what EOT_CPU_CHUNK rests on).
+--against DIR: DIR holds channel.py, channel_ops.py (if that version has one) and attacks.py of another version
+(`git show REV:physical/channel.py > DIR/channel.py`, ...); its EOT step and channel are timed in the same rounds
+as this tree's, so before/after figures come from one process under the same load.
 Prints figures, asserts nothing.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +51,23 @@ def rounds(fns: dict, repeats: int) -> dict:
     return out
 
 
+def load_version(folder: str):
+    """(channel module, attacks module) of another version's files, imported under private names; its
+    channel.py's `from physical.channel_ops import ...` is pointed at the folder's channel_ops.py."""
+    mods = {}
+    for name in ("channel_ops", "channel", "attacks"):
+        path = Path(folder) / f"{name}.py"
+        if not path.is_file():
+            continue
+        src = path.read_text().replace("from physical.channel_ops import", "from eot_before_channel_ops import")
+        spec = importlib.util.spec_from_loader(f"eot_before_{name}", loader=None)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        exec(compile(src, str(path), "exec"), mod.__dict__)
+        mods[name] = mod
+    return mods["channel"], mods["attacks"]
+
+
 def med(v) -> float:
     return float(np.median(v))
 
@@ -57,6 +80,7 @@ def main() -> None:
     ap.add_argument("--channel", default="typical")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunks", default="", help="comma-separated batch sizes for the model's per-image cost")
+    ap.add_argument("--against", default="", help="folder with another version's channel.py (+ channel_ops.py) and attacks.py")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n, k = args.batch, args.samples
@@ -71,13 +95,21 @@ def main() -> None:
     print(f"batch {n} images, K = {k}, channel {args.channel}, {torch.get_num_threads()} threads, "
           f"EOT passes of {chunk} samples, {args.repeats} rounds")
 
-    r = rounds({"bim": lambda: [atk.input_gradient(model, x, y) for _ in range(k)],
-                "eot": lambda: atk.eot_gradient(model, channel, x, y, k, rngs)}, args.repeats)
-    ratio = [e / b for e, b in zip(r["eot"][0], r["bim"][0])]
-    ratio_cpu = [e / b for e, b in zip(r["eot"][1], r["bim"][1])]
-    print(f"  K = {k} BIM steps: {med(r['bim'][0]):.2f} s ({med(r['bim'][1]):.2f} s CPU) | one EOT step with K "
-          f"samples: {med(r['eot'][0]):.2f} s ({med(r['eot'][1]):.2f} s CPU) | ratio {med(ratio):.2f} "
-          f"(CPU {med(ratio_cpu):.2f}; target ≤ 1.15)")
+    before = load_version(args.against) if args.against else None
+    fns = {"bim": lambda: [atk.input_gradient(model, x, y) for _ in range(k)],
+           "eot": lambda: atk.eot_gradient(model, channel, x, y, k, rngs)}
+    if before:
+        old_channel = before[0].Channel(args.channel)
+        fns["eot_before"] = lambda: before[1].eot_gradient(model, old_channel, x, y, k, rngs)
+    r = rounds(fns, args.repeats)
+    for name, label in (("eot", "this tree"), ("eot_before", f"--against {args.against}")):
+        if name not in r:
+            continue
+        ratio = [e / b for e, b in zip(r[name][0], r["bim"][0])]
+        ratio_cpu = [e / b for e, b in zip(r[name][1], r["bim"][1])]
+        print(f"  [{label}] K = {k} BIM steps: {med(r['bim'][0]):.2f} s ({med(r['bim'][1]):.2f} s CPU) | one EOT step "
+              f"with K samples: {med(r[name][0]):.2f} s ({med(r[name][1]):.2f} s CPU) | ratio {med(ratio):.2f} "
+              f"(CPU {med(ratio_cpu):.2f}; target ≤ 1.15)")
 
     xk = x.repeat_interleave(k, 0)
     yk = y.repeat_interleave(k)
@@ -101,6 +133,9 @@ def main() -> None:
     fns = {"model": model_fb, "channel": channel_fb(channel),
            "draw": lambda: cat_theta([channel.sample(k, rng) for rng in rngs])}
     fns.update({s: channel_fb(Channel(args.channel, stages=(s,))) for s in STAGES})
+    if before:
+        fns["channel_before"] = channel_fb(before[0].Channel(args.channel))
+        fns.update({f"{s}_before": channel_fb(before[0].Channel(args.channel, stages=(s,))) for s in STAGES})
     r = rounds(fns, args.repeats)
 
     def share(name, cpu=0):
@@ -111,6 +146,10 @@ def main() -> None:
           f"= {share('draw'):.1f} %")
     print("  per stage, % of the model's forward+backward (wall / CPU): "
           + ", ".join(f"{s} {share(s):.1f} / {share(s, 1):.1f}" for s in STAGES))
+    if before:
+        print(f"  [--against {args.against}] channel forward+backward: {med(r['channel_before'][0]):.3f} s = "
+              f"{share('channel_before'):.1f} % of the model (CPU {share('channel_before', 1):.1f} %); per stage: "
+              + ", ".join(f"{s} {share(s + '_before'):.1f} / {share(s + '_before', 1):.1f}" for s in STAGES))
 
     if args.chunks:
         sizes = [int(s) for s in args.chunks.split(",")]

@@ -18,8 +18,8 @@ Stages, in order (each can be switched off; all differentiable in x):
     printer   saturation towards grey (BT.601 luma, as cv2), then per channel the tone curve
               black + (white_c − black)·v^γ: paper white with its tint, ink black, dot gain γ
     geometry  what ingest's marker homography leaves: sub-pixel shift, small rotation and scale
-              about the crop centre (kornia `warp_affine`, bilinear, border replicated)
-    blur      one point-spread function per sample (kornia `filter2d`): ink spread, the two
+              about the crop centre (kornia `warp_affine`'s maths, bilinear, border replicated)
+    blur      one point-spread function per sample (kornia `filter2d`'s maths): ink spread, the two
               bilinear resamplings (simulate's page → photo remap, ingest's photo → crop warp,
               JPEG's loss of fine detail: 1 photo px², measured), defocus (Gaussian) and motion (a
               line) in photo pixels,
@@ -30,17 +30,20 @@ Stages, in order (each can be switched off; all differentiable in x):
     noise     shot + read noise per photo pixel (variance shot·v + read²), divided by the photo
               pixels one crop pixel averages (√|det A| when above 1); reparameterised, so the
               gradient flows through its signal dependence
-    jpeg      differentiable JPEG at the phone's quality: `jpeg` below (the maths of kornia's
+    jpeg      differentiable JPEG at the phone's quality: `channel_ops.jpeg` (the maths of kornia's
               `jpeg_codec_differentiable` — IJG tables scaled by quality, 8×8 DCT, the cubic
-              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at a fifth of its
-              cost: kornia's took 60 % of the model's forward + backward in benchmarks/eot_speed.py);
+              rounding of Shin & Song — with libjpeg's 2×2 box chroma subsampling, at under a fifth of
+              its cost (kornia's took 60 % of the model's forward + backward in benchmarks/eot_speed.py);
               `Channel(jpeg="kornia")` uses kornia's own (tests hold the two together)
+
+The operations themselves live in `physical/channel_ops.py`: the same maths as the kornia and torch
+calls the stages were first written with, cheaper on CPU (tests/test_channel_ops.py holds them
+together; docs/robust.md, "Cost").
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -48,6 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from physical import geometry
+from physical.channel_ops import (_RGB_TO_YCC, _YCC_TO_RGB, LUMA, _dct2, blur, clamp, inside,  # noqa: F401
+                                  jpeg, light_gain, quant_tables, warp)
 from physical.errors import PhysicalError
 from physical.presets import CHANNEL_TABLES, PRESETS
 
@@ -60,7 +65,6 @@ STAGES = ("printer", "geometry", "blur", "light", "noise", "jpeg")
 RESAMPLE_VAR_PHOTO = 1.0
 AREA_VAR_CROP = 1 / 12               # ingest's area interpolation: a box of one crop pixel
 MAX_KERNEL = 25                      # point-spread functions are cut to this many pixels across
-LUMA = (0.299, 0.587, 0.114)         # cv2.COLOR_BGR2GRAY, in RGB order
 
 
 @dataclass(frozen=True)
@@ -216,19 +220,13 @@ class Channel(nn.Module):
         if "printer" in st:
             y = _Printer.apply(y, theta.saturation, theta.gamma, theta.black, theta.white)
         if "geometry" in st:
-            from kornia.geometry.transform import warp_affine
-
-            y = warp_affine(y, theta.affine, tuple(y.shape[-2:]), mode="bilinear", padding_mode="border",
-                            align_corners=True)
+            y = warp(y, theta.affine)
         if "blur" in st:
-            from kornia.filters import filter2d
-
-            y = filter2d(y, theta.kernel, border_type="replicate")
+            y = blur(y, theta.kernel)
         light, noise = "light" in st, "noise" in st
         if light or noise:
             with torch.no_grad():   # what depends on θ only
-                gain = (F.interpolate(theta.gain, size=y.shape[-2:], mode="bilinear", align_corners=True)
-                        if light else None)
+                gain = light_gain(theta.gain, *y.shape[-2:]) if light else None
                 cz = (theta.noise_scale.view(-1, 1, 1, 1) * theta.z[:, :, :y.shape[-2], :y.shape[-1]]
                       if noise else None)
             if noise:
@@ -236,24 +234,19 @@ class Channel(nn.Module):
             else:
                 y = y * gain
         if "jpeg" in st:
-            y = y.clamp(0.0, 255.0)
+            y = clamp(y, 0.0, 255.0)
             if self.jpeg == "kornia":
                 from kornia.enhance import jpeg_codec_differentiable
 
                 y = jpeg_codec_differentiable(y / 255.0, theta.quality) * 255.0
             else:
                 y = jpeg(y, theta.quality)
-        return y.clamp(0.0, 255.0)
+        return clamp(y, 0.0, 255.0)
 
 
 def _uniform(rng: np.random.Generator, lohi) -> float:
     lo, hi = lohi
     return float(lo + (hi - lo) * rng.random())
-
-
-def _inside(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """Where u.clamp(lo, hi) passes gradient in torch: strictly inside the bounds."""
-    return u.gt(lo).logical_and_(u.lt(hi))
 
 
 class _Printer(torch.autograd.Function):
@@ -274,7 +267,7 @@ class _Printer(torch.autograd.Function):
         r = white.view(-1, 3, 1, 1) * 255.0 - b
         if ctx.needs_input_grad[0]:
             # ∂out/∂u = r·γ·v^(γ−1) where u was not clamped; /255 of the mix folded in here
-            d = (p / v).mul_(r * (gamma.view(-1, 1, 1, 1) / 255.0)).mul_(_inside(u, 1e-4, 1.0))
+            d = (p / v).mul_(r * (gamma.view(-1, 1, 1, 1) / 255.0)).mul_(inside(u, 1e-4, 1.0))
             ctx.save_for_backward(d, saturation)
         return p.mul_(r).add_(b)
 
@@ -300,7 +293,7 @@ class _LightNoise(torch.autograd.Function):
         std = torch.addcmul(read2, v, shot).sqrt_()
         out = torch.addcmul(yl, std, cz)
         if ctx.needs_input_grad[0]:
-            d = (cz / std).mul_(shot * 0.5).mul_(_inside(yl, 0.0, 255.0)).add_(1.0)   # 1 + ∂noise/∂yl
+            d = (cz / std).mul_(shot * 0.5).mul_(inside(yl, 0.0, 255.0)).add_(1.0)   # 1 + ∂noise/∂yl
             ctx.save_for_backward(d.mul_(gain) if gain is not None else d)
         return out
 
@@ -402,87 +395,3 @@ def theta_rows(theta: Theta, start: int, stop: int) -> Theta:
     if cut:
         out["kernel"] = k[:, cut:-cut, cut:-cut].contiguous()
     return Theta(**out)
-
-
-# IJG (libjpeg) base quantisation tables, Annex K of the JPEG standard
-_QT_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-            14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-            49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
-_QT_CHROMA = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-              47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
-_RGB_TO_YCC = [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
-_YCC_TO_RGB = [[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]]
-
-
-def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """libjpeg's tables at `quality` (B): base·s/100 rounded, s = 5000/q below 50 else 200 − 2q, in [1, 255]."""
-    q = quality.detach().clamp(1, 100).view(-1, 1, 1)
-    scale = torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
-    out = []
-    for base in (_QT_LUMA, _QT_CHROMA):
-        t = torch.tensor(base, dtype=quality.dtype, device=quality.device).view(1, 8, 8)
-        out.append(torch.floor((t * scale + 50.0) / 100.0).clamp(1, 255))
-    return out[0], out[1]
-
-
-@lru_cache(maxsize=8)
-def _dct2(dtype, device) -> torch.Tensor:
-    """The 2-D 8×8 DCT as one 64×64 matrix on row-major blocks: kron(D, D), D orthonormal DCT-II
-    (JPEG's 8×8 DCT is D X Dᵀ); one GEMM per image instead of many tiny ones."""
-    k = torch.arange(8, dtype=torch.float64).view(-1, 1)
-    n = torch.arange(8, dtype=torch.float64).view(1, -1)
-    d = torch.cos((2 * n + 1) * k * math.pi / 16) * math.sqrt(2 / 8)
-    d[0] = math.sqrt(1 / 8)
-    return torch.kron(d, d).to(dtype=dtype, device=device)
-
-
-class _Round(torch.autograd.Function):
-    """Shin & Song's differentiable rounding, as kornia's: r + (z − r)³ with r = round(z);
-    its derivative 3(z − r)² kept from the forward."""
-
-    @staticmethod
-    def forward(ctx, z):
-        r = torch.round(z)
-        d = z - r
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(d * d * 3.0)
-        return d.pow_(3).add_(r)
-
-    @staticmethod
-    def backward(ctx, g):
-        (d,) = ctx.saved_tensors
-        return g * d
-
-
-def _blocks_dct(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Quantise x (B×C×H×W, H and W multiples of 8, level-shifted) in 8×8 DCT blocks; back to pixels.
-    The quantisation table is folded into per-image DCT matrices (K/t forward, t·K back)."""
-    B, C, H, W = x.shape
-    K = _dct2(x.dtype, x.device)
-    blocks = x.reshape(B, C, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(B, -1, 64)
-    t = table.reshape(B, 1, 64)
-    q = _Round.apply(torch.bmm(blocks, K.T / t))
-    out = torch.bmm(q, t.transpose(1, 2) * K)
-    return out.reshape(B, C, H // 8, W // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(B, C, H, W)
-
-
-def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """Differentiable JPEG encode + decode of RGB x on [0, 255] (B×3×H×W) at per-image `quality` (B):
-    YCbCr (JFIF), 4:2:0 chroma by 2×2 averages, 8×8 DCT quantised with libjpeg's tables, decoded
-    with bilinear ("fancy") chroma upsampling. Sizes are padded (edge replicated) to multiples of 16.
-    The colour transforms are linear and per pixel, so they commute with the 2×2 average and the
-    upsampling: chroma is converted at half resolution both ways (RGB → CbCr after averaging,
-    CbCr → RGB before upsampling), and Y, whose weight is 1 in every RGB channel, is added back last."""
-    B, _, H, W = x.shape
-    ph, pw = (-H) % 16, (-W) % 16
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    qy, qc = quant_tables(quality.to(x.dtype))
-    to_ycc = torch.tensor(_RGB_TO_YCC, dtype=x.dtype, device=x.device)
-    to_rgb = torch.tensor(_YCC_TO_RGB, dtype=x.dtype, device=x.device)
-    luma = x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]
-    y = _blocks_dct(luma - 128.0, qy)
-    c = torch.einsum("ij,bjhw->bihw", to_ycc[1:], F.avg_pool2d(x, 2))
-    c = torch.einsum("ij,bjhw->bihw", to_rgb[:, 1:], _blocks_dct(c, qc))
-    rgb = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False) + (y + 128.0)
-    return rgb[..., :H, :W]
