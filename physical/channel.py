@@ -249,8 +249,9 @@ class Channel(nn.Module):
                 y = _LightNoise.apply(y, gain, theta.shot.view(-1, 1, 1, 1), theta.read.view(-1, 1, 1, 1) ** 2, cz)
             else:
                 y = y * gain
-        if self.look:
-            y = channel_look.apply(y, theta.look)
+        fast_jpeg = "jpeg" in st and self.jpeg == "fast"
+        if self.look:   # the fast JPEG denoises chroma where it subsamples it
+            y = channel_look.apply(y, theta.look, chroma=not fast_jpeg)
         if "jpeg" in st:
             y = y.clamp(0.0, 255.0)
             if self.jpeg == "kornia":
@@ -258,7 +259,7 @@ class Channel(nn.Module):
 
                 y = jpeg_codec_differentiable(y / 255.0, theta.quality) * 255.0
             else:
-                y = jpeg(y, theta.quality)
+                y = jpeg(y, theta.quality, channel_look.chroma_filter(theta.look) if self.look else None)
         return y.clamp(0.0, 255.0)
 
 
@@ -482,13 +483,14 @@ def _blocks_dct(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return out.reshape(B, C, H // 8, W // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(B, C, H, W)
 
 
-def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+def jpeg(x: torch.Tensor, quality: torch.Tensor, chroma=None) -> torch.Tensor:
     """Differentiable JPEG encode + decode of RGB x on [0, 255] (B×3×H×W) at per-image `quality` (B):
     YCbCr (JFIF), 4:2:0 chroma by 2×2 averages, 8×8 DCT quantised with libjpeg's tables, decoded
     with bilinear ("fancy") chroma upsampling. Sizes are padded (edge replicated) to multiples of 16.
     The colour transforms are linear and per pixel, so they commute with the 2×2 average and the
     upsampling: chroma is converted at half resolution both ways (RGB → CbCr after averaging,
-    CbCr → RGB before upsampling), and Y, whose weight is 1 in every RGB channel, is added back last."""
+    CbCr → RGB before upsampling), and Y, whose weight is 1 in every RGB channel, is added back last.
+    `chroma`: a function applied to the half-size CbCr before coding (channel_look's chroma denoising)."""
     B, _, H, W = x.shape
     ph, pw = (-H) % 16, (-W) % 16
     if ph or pw:
@@ -499,6 +501,8 @@ def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     luma = x[:, 0:1] * LUMA[0] + x[:, 1:2] * LUMA[1] + x[:, 2:3] * LUMA[2]
     y = _blocks_dct(luma - 128.0, qy)
     c = torch.einsum("ij,bjhw->bihw", to_ycc[1:], F.avg_pool2d(x, 2))
+    if chroma is not None:
+        c = chroma(c)
     c = torch.einsum("ij,bjhw->bihw", to_rgb[:, 1:], _blocks_dct(c, qc))
     rgb = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False) + (y + 128.0)
     return rgb[..., :H, :W]

@@ -112,21 +112,71 @@ def _gauss1d(sigma: torch.Tensor) -> torch.Tensor:
     return k / k.sum(1, keepdim=True)
 
 
-def apply(y: torch.Tensor, look: torch.Tensor) -> torch.Tensor:
-    """Colour matrix, tone curve and chroma denoising (module docstring) on y (B×3×H×W, [0, 255]);
-    `look`: B×PARAMS. Differentiable in y."""
-    M = look[:, :9].view(-1, 3, 3)
-    y = torch.einsum("bij,bjhw->bihw", M, y)
-    c = look[:, 9].view(-1, 1, 1, 1)
-    if bool((c != 0).any()):
-        v = (y / 255.0).clamp(0.0, 1.0)
-        y = y + (255.0 * c) * (v * v * (3.0 - 2.0 * v) - v)
-    sigma = look[:, 10]
-    if bool((sigma > 0).any()):
-        from kornia.filters import filter2d_separable
+class _ColourTone(torch.autograd.Function):
+    """u = M·y per pixel, then u + 255·c·(smoothstep(v) − v), v = clamp(u / 255, 0, 1): the maths of
+    the plain autograd version (clamp passes gradient inside its bounds only, as torch's), fused so
+    that only the curve's derivative is kept from the forward."""
 
-        k = _gauss1d(sigma)
-        d = filter2d_separable(y, k, k, border_type="replicate") - y
-        luma = d[:, 0:1] * LUMA[0] + d[:, 1:2] * LUMA[1] + d[:, 2:3] * LUMA[2]
-        y = y + (d - luma)          # the blur's change to chroma only: luma(d − luma(d)) = 0
+    @staticmethod
+    def forward(ctx, y, M, c):
+        B, C, H, W = y.shape
+        u = torch.bmm(M, y.reshape(B, C, H * W)).view(B, C, H, W)
+        v = (u / 255.0).clamp_(0.0, 1.0)
+        inside = u.gt(0.0).logical_and_(u.lt(255.0))
+        cb = c.view(-1, 1, 1, 1)
+        if ctx.needs_input_grad[0]:
+            # ∂out/∂u = 1 + c·(6v(1 − v) − 1) inside [0, 255], 1 outside
+            d = (v * (1.0 - v)).mul_(6.0).sub_(1.0).mul_(cb).mul_(inside).add_(1.0)
+            ctx.save_for_backward(d, M)
+        return u.add_((v * v * (3.0 - 2.0 * v) - v).mul_(cb * 255.0))
+
+    @staticmethod
+    def backward(ctx, g):
+        d, M = ctx.saved_tensors
+        B, C, H, W = g.shape
+        gu = (g * d).reshape(B, C, H * W)
+        return torch.bmm(M.transpose(1, 2), gu).view(B, C, H, W), None, None
+
+
+def apply(y: torch.Tensor, look: torch.Tensor, chroma: bool = True) -> torch.Tensor:
+    """Colour matrix, tone curve and (with `chroma`) chroma denoising (module docstring) on y
+    (B×3×H×W, [0, 255]); `look`: B×PARAMS. Differentiable in y. The channel's own JPEG takes the
+    chroma denoising instead (`chroma_filter`), where its chroma already is at half resolution."""
+    y = _ColourTone.apply(y.contiguous(), look[:, :9].reshape(-1, 3, 3).contiguous(), look[:, 9].contiguous())
+    if chroma and bool((look[:, 10] > 0).any()):
+        y = y + _chroma_change(y, look[:, 10])
     return y
+
+
+def chroma_filter(look: torch.Tensor):
+    """For `physical.channel.jpeg`: the chroma denoising as a function of its half-resolution
+    chroma (B×2×h×w), or None when no sample has any. Denoising before the 4:2:0 subsampling or on
+    the subsampled chroma is the same Gaussian (σ/2 at half size), as phones do it on subsampled chroma."""
+    sigma = look[:, 10]
+    if not bool((sigma > 0).any()):
+        return None
+    return lambda c: _blur(c, sigma / 2)
+
+
+def _blur(c: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each image of c (B×C×h×w) blurred by its Gaussian σ (B), separable, borders replicated."""
+    B, C, h, w = c.shape
+    k = _gauss1d(sigma).repeat_interleave(C, 0)                               # (B·C)×t
+    r = k.shape[1] // 2
+    flat = c.reshape(1, B * C, h, w)
+    flat = F.conv2d(F.pad(flat, (r, r, 0, 0), mode="replicate"), k.view(B * C, 1, 1, -1), groups=B * C)
+    flat = F.conv2d(F.pad(flat, (0, 0, r, r), mode="replicate"), k.view(B * C, 1, -1, 1), groups=B * C)
+    return flat.view(B, C, h, w)
+
+
+def _chroma_change(y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """What blurring the chroma of y by σ (B, crop px) changes, at full size (without the channel's
+    JPEG). Chroma as R − Y and B − Y (G − Y follows: the change has no luma), at half resolution."""
+    B, _, H, W = y.shape
+    half = F.avg_pool2d(F.pad(y, (0, W % 2, 0, H % 2), mode="replicate"), 2)
+    luma = half[:, 0:1] * LUMA[0] + half[:, 1:2] * LUMA[1] + half[:, 2:3] * LUMA[2]
+    c = torch.cat([half[:, 0:1], half[:, 2:3]], 1) - luma                     # B×2×h×w
+    d = _blur(c, sigma / 2) - c
+    dg = -(d[:, 0:1] * LUMA[0] + d[:, 1:2] * LUMA[2]) / LUMA[1]
+    d = torch.cat([d[:, 0:1], dg, d[:, 1:2]], 1)
+    return F.interpolate(d, scale_factor=2, mode="bilinear", align_corners=False)[..., :H, :W]

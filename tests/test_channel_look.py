@@ -121,3 +121,19 @@ def test_phones_mixes_typical_and_phone():
     # the manifest records a mixture's ranges (one per member)
     rec = ChannelRec.model_validate(ch.describe())
     assert isinstance(rec.ranges, list) and rec.ranges[1]["tone_contrast"] == list(PHONE_LOOK["tone_contrast"])
+
+
+def test_chroma_denoising_inside_the_jpeg_is_the_same_as_before_it():
+    from physical.channel import jpeg
+
+    y = smooth_images(2, seed=6, size=48).float() + torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(7)) * 15
+    y = y.clamp(0, 255)
+    params = torch.tensor(np.tile(look.IDENTITY, (2, 1)), dtype=torch.float32)
+    params[:, 10] = torch.tensor([1.0, 2.5])
+    q = torch.tensor([90.0, 80.0])
+    inside = jpeg(y, q, look.chroma_filter(params))
+    before = jpeg(look.apply(y, params), q)
+    plain = jpeg(y, q)
+    # the same denoising up to the extra bilinear up + 2×2 down of doing it before (which blurs a bit more)
+    assert (inside - before).abs().mean() < 0.3 * (plain - before).abs().mean()
+    assert look.chroma_filter(torch.tensor(np.tile(look.IDENTITY, (2, 1)))) is None
