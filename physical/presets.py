@@ -85,5 +85,7 @@ PHONE = {**PRESETS["typical"],
          "exposure": (0.8, 1.2), "white_balance": (-0.08, 0.08), "shot_noise": (0.1, 1.0), "read_noise": (1.0, 4.0),
          "jpeg_quality": (70, 95), "gamma": (0.9, 1.3), "paper_white": (0.85, 0.99), "black": (0.03, 0.12),
          "saturation": (0.75, 1.0), "ink_blur_mm": (0.02, 0.08), **PHONE_LOOK}
-# "phones": half the samples typical (simulate's photos), half PHONE (other printers and phones).
+# "phones": half the samples typical (simulate's photos), half PHONE (other printers and phones);
+# "phone": every sample from PHONE (each of its ranges holds typical's).
 CHANNEL_TABLES["phones"] = ["typical", PHONE]
+CHANNEL_TABLES["phone"] = [PHONE]
