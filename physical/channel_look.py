@@ -23,8 +23,8 @@ the identity and draws nothing, so the presets and every figure measured with th
               blurred by a Gaussian of σ_c photo pixels (σ_c / √|det A| crop pixels), luma kept.
               Key `chroma_denoise_px`.
 
-Order as in a phone: sharpening with the optics (folded), then after the sensor's noise colour,
-tone and chroma denoising, then the channel's JPEG. Approximations: the folded sharpening does not
+Order as in a phone: sharpening with the optics (folded), then after the sensor's noise colour and
+tone, then chroma denoising (inside the channel's fast JPEG, on its half-size chroma) and JPEG. Approximations: the folded sharpening does not
 amplify the sensor noise and sharpens chroma with luma (phones sharpen luma).
 """
 from __future__ import annotations
