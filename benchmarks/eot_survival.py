@@ -104,7 +104,7 @@ def main() -> None:
              for e in manifest["images"] if v in e["variants"]]
         print(f"  {v:<16} n = {len(d):>2}: L∞ max {max(np.abs(x).max() for x in d):.0f}, mean |δ| "
               f"{np.mean([np.abs(x).mean() for x in d]):.2f}, L2 {np.mean([np.linalg.norm(x) for x in d]):.0f} levels")
-    lay = layout_mod.make_layout(ws, "r").layout
+    lay = layout_mod.make_layout(ws, "r", force=True).layout   # force: a --keep folder is laid out again
     for preset in args.presets.split(","):
         photos = None
         if preset == unseen_camera.NAME:   # another printer + phone: its own ranges, then its own ISP

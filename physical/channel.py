@@ -39,6 +39,10 @@ Stages, in order (each can be switched off; all differentiable in x):
 The operations themselves live in `physical/channel_ops.py`: the same maths as the kornia and torch
 calls the stages were first written with, cheaper on CPU (tests/test_channel_ops.py holds them
 together; docs/robust.md, "Cost").
+
+A table with the optional "phone look" keys adds a phone's image processing (physical/channel_look.py):
+unsharp-mask sharpening folded into the blur's PSF, and before JPEG a colour matrix, a tone curve and
+chroma denoising. Tables without them (simulate's presets) draw and compute exactly as before.
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from physical import geometry
+from physical import channel_look, geometry
 from physical.channel_ops import (_RGB_TO_YCC, _YCC_TO_RGB, LUMA, _dct2, blur, clamp, inside,  # noqa: F401
                                   jpeg, light_gain, quant_tables, warp)
 from physical.errors import PhysicalError
@@ -95,6 +99,7 @@ class Theta:
     noise_scale: torch.Tensor     # B: 1 / photo pixels averaged per crop pixel (per axis)
     z: torch.Tensor               # B×3×H×W standard normal
     quality: torch.Tensor         # B
+    look: torch.Tensor            # B×channel_look.PARAMS: colour matrix, tone, chroma σ (identity without look keys)
     info: dict = field(default_factory=dict)   # drawn values in physical units (numpy), for checks
 
     def to(self, device) -> "Theta":
@@ -131,18 +136,20 @@ class Channel(nn.Module):
         if jpeg not in ("fast", "kornia"):
             raise ValueError(f"jpeg must be 'fast' or 'kornia', got {jpeg!r}")
         self.jpeg = jpeg
-        unknown = set(stages) - set(STAGES)
+        unknown = set(stages) - set(STAGES) - {"look"}
         if unknown:
-            raise ValueError(f"unknown channel stages {sorted(unknown)}: choose from {', '.join(STAGES)}")
+            raise ValueError(f"unknown channel stages {sorted(unknown)}: choose from {', '.join(STAGES)}, look")
         self.name = table if isinstance(table, str) else "table"
         self.tables = resolve_tables(table)
+        # the phone look (physical/channel_look.py): on where a table has its keys, unless stages leave it out
+        self.look = channel_look.active(self.tables) and (set(STAGES) <= set(stages) or "look" in stages)
         self.table = self.tables[0]   # the table (a mixture's first member)
         self.geometry, self.stages, self.size = geometry, tuple(s for s in STAGES if s in stages), int(size)
 
     def describe(self) -> dict:
         """What the manifest records about the channel."""
         g = self.geometry
-        return {"table": self.name, "stages": list(self.stages), "paper_mm": list(g.paper_mm),
+        return {"table": self.name, "stages": [*self.stages, *(["look"] if self.look else [])], "paper_mm": list(g.paper_mm),
                 "image_mm": round(g.image_mm, 4), "resolution": list(g.resolution),
                 "ranges": {k: list(v) for k, v in self.table.items()} if len(self.tables) == 1 else
                 [{k: list(v) for k, v in t.items()} for t in self.tables]}
@@ -158,7 +165,7 @@ class Channel(nn.Module):
         pw, ph = g.paper_mm
         half = g.image_mm / 2
         rows = {k: [] for k in ("sat", "gamma", "black", "white", "A", "Ainv", "corners", "defocus", "motion",
-                                "gain", "shot", "read", "quality", "reg")}
+                                "gain", "shot", "read", "quality", "reg", "look", "sharpen")}
         for _ in range(n):
             # a mixture: this sample's member (one table: no draw, so its stream is as before)
             p = self.tables[int(rng.integers(len(self.tables)))] if len(self.tables) > 1 else self.table
@@ -192,10 +199,17 @@ class Channel(nn.Module):
             rows["reg"].append((shift * math.cos(ang), shift * math.sin(ang),
                                 _uniform(rng, p["register_deg"]) * rng.choice([-1, 1]),
                                 _uniform(rng, p["register_scale"]) * rng.choice([-1, 1])))
+            if self.look:   # after every other draw: a table without look keys draws as before
+                look, sharpen = channel_look.draw(rng, p, math.sqrt(abs(np.linalg.det(A))))
+                rows["look"].append(look)
+                rows["sharpen"].append(sharpen)
         A = np.stack(rows["A"])
         r = np.sqrt(np.abs(np.linalg.det(A)))
         kernel = _psf(A, np.array([d for d, _ in rows["defocus"]]), np.array([i for _, i in rows["defocus"]]),
                       np.stack(rows["motion"]))
+        if self.look:
+            kernel = channel_look.sharpen_kernels(kernel, A, np.array(rows["sharpen"]))
+        look = np.array(rows["look"]) if self.look else np.tile(channel_look.IDENTITY, (n, 1))
         z = torch.randn((n, 3, S, S), generator=torch.Generator().manual_seed(int(rng.integers(2 ** 63))))
         f32 = dict(dtype=torch.float32, device=device)
         theta = Theta(
@@ -205,7 +219,7 @@ class Channel(nn.Module):
             kernel=torch.tensor(kernel, **f32), gain=torch.tensor(np.stack(rows["gain"]), **f32),
             shot=torch.tensor(rows["shot"], **f32), read=torch.tensor(rows["read"], **f32),
             noise_scale=torch.tensor(1 / np.maximum(r, 1.0), **f32), z=z.to(device),
-            quality=torch.tensor(rows["quality"], **f32),
+            quality=torch.tensor(rows["quality"], **f32), look=torch.tensor(look, **f32),
             info={"photo_px_per_crop_px": r, "A": A, "registration": np.array(rows["reg"])})
         return theta
 
@@ -233,6 +247,9 @@ class Channel(nn.Module):
                 y = _LightNoise.apply(y, gain, theta.shot.view(-1, 1, 1, 1), theta.read.view(-1, 1, 1, 1) ** 2, cz)
             else:
                 y = y * gain
+        fast_jpeg = "jpeg" in st and self.jpeg == "fast"
+        if self.look:   # the fast JPEG denoises chroma where it subsamples it
+            y = channel_look.apply(y, theta.look, chroma=not fast_jpeg)
         if "jpeg" in st:
             y = clamp(y, 0.0, 255.0)
             if self.jpeg == "kornia":
@@ -240,7 +257,7 @@ class Channel(nn.Module):
 
                 y = jpeg_codec_differentiable(y / 255.0, theta.quality) * 255.0
             else:
-                y = jpeg(y, theta.quality)
+                y = jpeg(y, theta.quality, channel_look.chroma_filter(theta.look) if self.look else None)
         return clamp(y, 0.0, 255.0)
 
 

@@ -262,13 +262,14 @@ def _mix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.matmul(m, x.reshape(B, C, H * W)).view(B, m.shape[0], H, W)
 
 
-def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+def jpeg(x: torch.Tensor, quality: torch.Tensor, chroma=None) -> torch.Tensor:
     """Differentiable JPEG encode + decode of RGB x on [0, 255] (B×3×H×W) at per-image `quality` (B):
     YCbCr (JFIF), 4:2:0 chroma by 2×2 averages, 8×8 DCT quantised with libjpeg's tables, decoded
     with bilinear ("fancy") chroma upsampling. Sizes are padded (edge replicated) to multiples of 16.
     The colour transforms are linear and per pixel, so they commute with the 2×2 average and the
     upsampling: chroma is converted at half resolution both ways (RGB → CbCr after averaging,
-    CbCr → RGB before upsampling), and Y, whose weight is 1 in every RGB channel, is added back last."""
+    CbCr → RGB before upsampling), and Y, whose weight is 1 in every RGB channel, is added back last.
+    `chroma`: a function applied to the half-size CbCr before coding (channel_look's chroma denoising)."""
     B, _, H, W = x.shape
     ph, pw = (-H) % 16, (-W) % 16
     if ph or pw:
@@ -277,6 +278,9 @@ def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     to_ycc = torch.tensor(_RGB_TO_YCC, dtype=x.dtype, device=x.device)
     to_rgb = torch.tensor(_YCC_TO_RGB, dtype=x.dtype, device=x.device)
     y = _blocks_dct(_mix(to_ycc[:1], x) - 128.0, qy)
-    c = _mix(to_rgb[:, 1:], _blocks_dct(_mix(to_ycc[1:], _Pool2.apply(x)), qc))
+    c = _mix(to_ycc[1:], _Pool2.apply(x))
+    if chroma is not None:
+        c = chroma(c)
+    c = _mix(to_rgb[:, 1:], _blocks_dct(c, qc))
     rgb = _Up2.apply(c) + (y + 128.0)
     return rgb[..., :H, :W]

@@ -66,3 +66,26 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
 BRIGHT = {**PRESETS["typical"], "gamma": (0.85, 1.0), "paper_white": (0.95, 1.0), "black": (0.02, 0.05),
           "saturation": (0.95, 1.0), "exposure": (1.1, 1.3)}
 CHANNEL_TABLES: dict[str, list] = {"broad": ["mild", "typical", "harsh", BRIGHT]}
+
+# The "phone look" (physical/channel_look.py): what phones' image processing does after the sensor,
+# which simulate does not model. Ranges, as the plausible span of phones (docs/robust.md says why):
+# unsharp mask amount 0-1.2 at σ 0.7-2 photo px (none, to the strong sharpening of small-sensor
+# phones); colour-matrix cross-talk ±0.1 and saturation ×0.9-1.3 (a phone's rendering against
+# another's: ΔE00 of a few units on a colour chart, "natural" to "vivid" modes); tone contrast
+# c −0.3 (HDR's flat rendering: slope 0.85 at mid grey) to 1.0 (a strong S-curve: slope 1.5);
+# chroma denoising σ 0-3 photo px (off to low-light strength).
+PHONE_LOOK = {"sharpen_amount": (0.0, 1.2), "sharpen_sigma_px": (0.7, 2.0), "ccm_crosstalk": (-0.1, 0.1),
+              "ccm_saturation": (0.9, 1.3), "tone_contrast": (-0.3, 1.0), "chroma_denoise_px": (0.0, 3.0)}
+# "phone": typical's table widened to the framing, focus, light and JPEG of handheld phones — the
+# page 40-90 % of the frame and tilted up to 45° (fewer photo pixels per crop pixel), defocus to 3 px,
+# motion to 4 px, exposure ±20 %, JPEG 70-95 (a shared photo is compressed again) — with a printer
+# spanning the presets' and bright's tone (γ 0.9-1.3, paper 0.85-0.99, saturation 0.75-1), and the look.
+PHONE = {**PRESETS["typical"],
+         "tilt_deg": (0, 45), "fill": (0.4, 0.9), "defocus_px": (0.0, 3.0), "motion_px": (0.0, 4.0),
+         "exposure": (0.8, 1.2), "white_balance": (-0.08, 0.08), "shot_noise": (0.1, 1.0), "read_noise": (1.0, 4.0),
+         "jpeg_quality": (70, 95), "gamma": (0.9, 1.3), "paper_white": (0.85, 0.99), "black": (0.03, 0.12),
+         "saturation": (0.75, 1.0), "ink_blur_mm": (0.02, 0.08), **PHONE_LOOK}
+# "phones": half the samples typical (simulate's photos), half PHONE (other printers and phones);
+# "phone": every sample from PHONE (each of its ranges holds typical's).
+CHANNEL_TABLES["phones"] = ["typical", PHONE]
+CHANNEL_TABLES["phone"] = [PHONE]

@@ -98,7 +98,7 @@ class ChannelRec(Record):
 
     table: str                      # a preset's name, or "profile"
     stages: list[str]
-    ranges: dict[str, list[float]] = {}
+    ranges: dict[str, list[float]] | list[dict[str, list[float]]] = {}   # a mixture: one per member
     preset: str | None = None       # with a profile: the preset geometry and light are drawn from
     profile: ProfileRef | None = None
 

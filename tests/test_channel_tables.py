@@ -42,7 +42,7 @@ def test_broad_is_for_craft_not_simulate():
     assert "broad" not in simulate.PRESETS
     with pytest.raises(PhysicalError, match="unknown preset 'broad'"):
         simulate.draw_camera(np.random.default_rng(0), "broad")
-    with pytest.raises(PhysicalError, match=r"unknown --channel 'glossy': name a preset \(mild, typical, harsh, broad\)"):
+    with pytest.raises(PhysicalError, match=r"unknown --channel 'glossy': name a preset \(mild, typical, harsh, broad, phones, phone\)"):
         robust.channel_for("glossy")
 
 

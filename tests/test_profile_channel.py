@@ -141,7 +141,7 @@ def test_bad_channel_is_one_line(tmp_path, cached_model):
     (tmp_path / "other.json").write_text(json.dumps({"schema": 1, "run": "r"}))
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "folder").mkdir()
-    cases = [("missing.json", "unknown --channel 'missing.json': name a preset (mild, typical, harsh, broad) or a "
+    cases = [("missing.json", "unknown --channel 'missing.json': name a preset (mild, typical, harsh, broad, phones, phone) or a "
                               "calibration profile made by `physical calibrate fit` (no such file)"),
              (str(tmp_path / "folder"), "(a folder, not a file)"),
              (str(tmp_path / "other.json"), "--channel: " + str(tmp_path / "other.json") + " is not a calibration profile"),

@@ -18,7 +18,7 @@ def run_cli(ws, *args):
     (["--attacks", "eot", "--eot-samples", "0"], "'--eot-samples': 0 is not in the range 1<=x<=1024"),
     (["--attacks", "eot", "--eot-samples", "-3"], "'--eot-samples': -3 is not in the range 1<=x<=1024"),
     (["--attacks", "eot", "--eot-steps", "0"], "'--eot-steps': 0 is not in the range 1<=x<=10000"),
-    (["--attacks", "eot", "--channel", "glossy"], "unknown --channel 'glossy': name a preset (mild, typical, harsh, broad)"),
+    (["--attacks", "eot", "--channel", "glossy"], "unknown --channel 'glossy': name a preset (mild, typical, harsh, broad, phones, phone)"),
     (["--attacks", "bim", "--target", "not-a-class"], "--target 'not-a-class' names no class: name a class by its "
                                                       "index 0-999"),
     (["--attacks", "bim", "--target", "1000"], "--target '1000' names no class"),

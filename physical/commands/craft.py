@@ -24,7 +24,8 @@ from physical.commands.scale import procs_option, relaunched, shard_option
               help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)).")
 @click.option("--channel", default="typical", show_default=True, metavar="PRESET|PROFILE",
               help="EOT: the print + photo channel: a simulate preset (mild, typical, harsh), broad (each "
-                   "sample one of them or a brighter one: physical/presets.py), or a profile.json of "
+                   "sample one of them or a brighter one: physical/presets.py), phones / phone (with a phone's "
+                   "sharpening, colour, tone and chroma denoising: docs/robust.md), or a profile.json of "
                    "`physical calibrate fit` (its colour, blur, noise and JPEG; geometry and light from typical).")
 @click.option("--target", default=None, metavar="CLASS",
               help="Make fgsm, bim and eot targeted: class index, wnid or name (e.g. 924, guacamole). "
