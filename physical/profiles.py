@@ -238,8 +238,7 @@ def profiled_camera(cam: dict, profile, table: dict) -> dict:
     """simulate --profile's camera for one photo: `cam` drawn from the preset's ranges `table`,
     with the profile's values (`camera_overrides`) and the exposure relative (`relative_exposure`),
     as the profile channel draws it (same draw, same value)."""
-    lo, hi = (float(v) for v in table["exposure"])
-    return {**cam, **camera_overrides(profile), "exposure": cam["exposure"] / ((lo + hi) / 2)}
+    return {**cam, **camera_overrides(profile), "exposure": cam["exposure"] / _mean_exposure(table)}
 
 
 def relative_exposure(table: dict) -> tuple[float, float]:
@@ -248,8 +247,12 @@ def relative_exposure(table: dict) -> tuple[float, float]:
     the light twice (the photos' ≈ 0.975 of typical, then typical's again). Relative draws keep
     the spread from photo to photo and centre it on the light the chart was photographed in."""
     lo, hi = (float(v) for v in table["exposure"])
-    mean = (lo + hi) / 2
-    return lo / mean, hi / mean
+    return lo / _mean_exposure(table), hi / _mean_exposure(table)
+
+
+def _mean_exposure(table: dict) -> float:
+    lo, hi = (float(v) for v in table["exposure"])
+    return (lo + hi) / 2
 
 
 def print_profiled(page_bgr: np.ndarray, px_per_mm: float, printer: dict) -> np.ndarray:
