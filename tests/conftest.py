@@ -88,6 +88,17 @@ def replace_png(ws: Workspace, run: str, image_id: str, variant: str, arr: np.nd
     atomic_write_json(path, manifest)
 
 
+
+def crop_centre_colours(ws: Workspace, run: str, lo: int = 16, hi: int = 48) -> dict[str, list[np.ndarray]]:
+    """image id → the mean RGB of the [lo:hi, lo:hi] centre of each of its ingested crops (ingest.json order)."""
+    from physical import records
+
+    out: dict[str, list[np.ndarray]] = {}
+    for c in records.read(records.INGEST, ws, run).dump()["crops"]:
+        img = np.asarray(Image.open(ws.captures(run) / c["file"]).convert("RGB"), np.float64)[lo:hi, lo:hi]
+        out.setdefault(c["image_id"], []).append(img.reshape(-1, 3).mean(0))
+    return out
+
 @pytest.fixture
 def fake_run(tmp_path):
     return make_fake_run(tmp_path)

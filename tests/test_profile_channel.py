@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
-from conftest import make_fake_run, replace_png
+from conftest import crop_centre_colours, make_fake_run, replace_png
 from physical import calibrate, chart, ingest, records, simulate
 from physical import layout as layout_mod
 from physical.channel import STAGES, Channel, Geometry
@@ -89,10 +88,7 @@ def test_channel_colours_match_simulate_with_the_profile(profile_path, tmp_path,
     simulate.simulate_run(ws, "f", preset="steady-light", photos_per_page=3, resolution=(1600, 1200), seed=1,
                           profile=profile_path)
     ingest.ingest_run(ws, "f")
-    crops = {}
-    for c in records.read(records.INGEST, ws, "f").dump()["crops"]:
-        img = np.asarray(Image.open(ws.captures("f") / c["file"]).convert("RGB"), np.float64)[16:48, 16:48]
-        crops.setdefault(c["image_id"], []).append(img.reshape(-1, 3).mean(0))
+    crops = crop_centre_colours(ws, "f")
     assert all(len(crops[i]) == 3 for i in ids)
     photographed = np.array([np.mean(crops[i], 0) for i in ids])
     g = Geometry(image_mm=read_json(ws.layout_path("f"))["image_mm"])

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import make_fake_run, replace_png
-from physical import calibrate, chart, ingest, records, simulate
+from conftest import crop_centre_colours, make_fake_run, replace_png
+from physical import calibrate, chart, ingest, simulate
 from physical import layout as layout_mod
 from physical.errors import PhysicalError
 from physical.presets import PRESETS
@@ -84,10 +83,7 @@ def test_simulate_through_the_profile_agrees_with_the_device_under_the_same_ligh
             sim = simulate.simulate_run(ws, "f", photos_per_page=4, resolution=RES, seed=11, profile=profiles["path"])
             drawn = [p["camera"]["exposure"] * MEAN_EXPOSURE for p in sim["photos"]]
         ingest.ingest_run(ws, "f")
-        got = {}
-        for c in records.read(records.INGEST, ws, "f").dump()["crops"]:
-            img = np.asarray(Image.open(ws.captures("f") / c["file"]).convert("RGB"), np.float64)[16:48, 16:48]
-            got.setdefault(c["image_id"], []).append(img.reshape(-1, 3).mean(0))
+        got = crop_centre_colours(ws, "f")
         assert all(len(got[i]) == 4 for i in ids)
         crops[name] = np.array([np.mean(got[i], 0) for i in ids])
     de = calibrate.delta_e(crops["profile"], crops["device"])
