@@ -55,8 +55,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from physical import channel_look, geometry
-from physical.channel_ops import (_RGB_TO_YCC, _YCC_TO_RGB, LUMA, _dct2, blur, clamp, inside,  # noqa: F401
-                                  jpeg, light_gain, quant_tables, warp)
+from physical.channel_ops import (_RGB_TO_YCC, _YCC_TO_RGB, LUMA, MAX_KERNEL, _dct2, blur, clamp,  # noqa: F401
+                                  inside, jpeg, light_gain, quant_tables, warp)
 from physical.errors import PhysicalError
 from physical.presets import CHANNEL_TABLES, PRESETS
 
@@ -68,7 +68,6 @@ STAGES = ("printer", "geometry", "blur", "light", "noise", "jpeg")
 # (63.8 vs 63.3 % top-1 kept); 1/3 left them too sharp (222) and too easy (+5 points).
 RESAMPLE_VAR_PHOTO = 1.0
 AREA_VAR_CROP = 1 / 12               # ingest's area interpolation: a box of one crop pixel
-MAX_KERNEL = 25                      # point-spread functions are cut to this many pixels across
 
 
 @dataclass(frozen=True)

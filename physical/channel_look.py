@@ -35,12 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LUMA = (0.299, 0.587, 0.114)     # as physical.channel (cv2's BT.601 weights, RGB order)
+from physical.channel_ops import LUMA, MAX_KERNEL   # cv2's BT.601 weights (RGB); the PSFs' cut
+
 KEYS = ("sharpen_amount", "sharpen_sigma_px", "ccm_crosstalk", "ccm_saturation", "tone_contrast",
         "chroma_denoise_px")
 # per-sample parameters: the 3×3 matrix (row-major), the tone contrast c, the chroma σ in crop px
 PARAMS = 11
-MAX_KERNEL = 25                  # as physical.channel: point-spread functions cut to this many pixels
 IDENTITY = np.concatenate([np.eye(3).ravel(), [0.0, 0.0]])
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)         # cv2.COLOR_BGR2GRAY, in RGB order; JFIF's Y
+MAX_KERNEL = 25                      # point-spread functions are cut to this many pixels across
 
 
 def inside(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
