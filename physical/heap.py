@@ -24,6 +24,13 @@ def _libc():
         return None
 
 
+def _as_glibc_leaves_it(libc) -> None:
+    """The thresholds glibc reaches by itself (32 MiB mmap, 64 MiB trim), and the free heap handed back."""
+    libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DYNAMIC_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_DYNAMIC_MAX)
+    libc.malloc_trim(0)
+
+
 @contextlib.contextmanager
 def large_heap():
     """While crafting on CPU: large tensors stay in malloc's heap and are reused instead of being
@@ -38,9 +45,7 @@ def large_heap():
     try:
         yield True
     finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DYNAMIC_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_DYNAMIC_MAX)
-        libc.malloc_trim(0)
+        _as_glibc_leaves_it(libc)
 
 
 def keep_freed_memory() -> None:
@@ -69,6 +74,4 @@ def freed_memory_kept():
     try:
         yield
     finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DYNAMIC_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_DYNAMIC_MAX)
-        libc.malloc_trim(0)
+        _as_glibc_leaves_it(libc)
