@@ -39,6 +39,7 @@ import unseen_camera  # noqa: E402
 from physical import evaluate, ingest, simulate  # noqa: E402
 from physical import layout as layout_mod  # noqa: E402
 from physical.craft import CraftOptions, craft  # noqa: E402
+from physical.presets import DEFAULT_CHANNEL  # noqa: E402
 from physical.quantize import read_png  # noqa: E402
 from physical.workspace import Workspace  # noqa: E402
 
@@ -60,7 +61,7 @@ def main() -> None:
     ap.add_argument("--presets", default="typical")
     ap.add_argument("--photos-per-page", type=int, default=2)
     ap.add_argument("--eps", type=float, default=16)
-    ap.add_argument("--channel", default="typical", help="the EOT channel's table (craft --channel)")
+    ap.add_argument("--channel", default=DEFAULT_CHANNEL, help="the EOT channel's table (craft --channel)")
     ap.add_argument("--part", choices=("both", "untargeted", "targeted"), default="both",
                     help="craft only one half (two processes can then share a machine's cores)")
     ap.add_argument("--batch", type=int, default=8)

@@ -27,6 +27,7 @@ from physical import distributed, heap, records, robust
 from physical.data import ClassTable, collect, subset
 from physical.errors import PhysicalError
 from physical.models import load_model, model_info, pred_record, predict
+from physical.presets import DEFAULT_CHANNEL
 from physical.quantize import decode_png, encode_png, quantization_error, to_uint8
 from physical.workspace import (SCHEMA_VERSION, Workspace, atomic_write_bytes, atomic_write_json, run_locked,
                                 check_run_name, package_versions, sha256_bytes, sha256_file)
@@ -55,7 +56,7 @@ class CraftOptions:
     shard: str | None = None      # "K/N": craft only images i % N == K (physical.distributed)
     eot_samples: int = atk.EOT_SAMPLES   # EOT and targeted attacks: physical/robust.py
     eot_steps: int | None = None
-    channel: str = "typical"
+    channel: str = DEFAULT_CHANNEL
     target: str | None = None
 
 

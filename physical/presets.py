@@ -89,3 +89,8 @@ PHONE = {**PRESETS["typical"],
 # "phone": every sample from PHONE (each of its ranges holds typical's).
 CHANNEL_TABLES["phones"] = ["typical", PHONE]
 CHANNEL_TABLES["phone"] = [PHONE]
+
+# EOT's default channel: a handheld phone's, look included, the one whose examples measured to
+# survive a printer and phone the channel never drew from (docs/robust.md, "Survival"); typical is
+# simulate's own.
+DEFAULT_CHANNEL = "phone"

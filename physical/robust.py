@@ -86,10 +86,13 @@ def settings(base: dict, options, p: Plan) -> dict:
     for name, entry in base.items():
         entry = dict(entry)
         if name == "eot":
-            steps = {f"{e:g}": (options.eot_steps or atk.eot_steps(e)) for e in options.eps}
+            targeted = p.targeted(name)
+            steps = {f"{e:g}": (options.eot_steps or atk.eot_steps(e, targeted)) for e in options.eps}
+            rule = (f"{atk.EOT_TARGETED_STEPS} * int(min(eps + 4, 1.25 * eps)), BIM's times {atk.EOT_TARGETED_STEPS} (targeted)"
+                    if targeted else "int(min(eps + 4, 1.25 * eps)), as BIM")
             entry.update({"alpha": float(options.alpha), "steps": steps, "samples": int(options.eot_samples),
-                          "steps_rule": "given by --eot-steps" if options.eot_steps else
-                          "int(min(eps + 4, 1.25 * eps)), as BIM", "seed": options.seed,
+                          "steps_rule": "given by --eot-steps" if options.eot_steps else rule,
+                          "seed": options.seed,
                           "channel": p.channel.describe(),
                           "gradient": "mean cross-entropy over the samples, samples drawn afresh every step"})
         if p.targeted(name):

@@ -123,3 +123,26 @@ def test_targeted_variant_names_round_trip():
     assert atk.parse_variant("eot-eps16-to924") == ("eot", 16.0)
     assert atk.variant_target("eot-eps16-to924") == 924
     assert atk.variant_target("bim-eps16") is None and atk.variant_target("clean") is None
+
+
+class Counting(Linear):
+    """Linear, counting the images it sees: one EOT step's forward pass sees N·K of them."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("eps", [2, 16])
+def test_default_steps_bim_s_untargeted_four_times_targeted(eps):
+    identity = Channel("typical", stages=(), size=SIZE)
+    x = images(1)
+    for targeted, steps in ((False, atk.paper_steps(eps)), (True, atk.EOT_TARGETED_STEPS * atk.paper_steps(eps))):
+        model = Counting()
+        atk.eot(model, x, torch.tensor([4]), eps, identity, samples=2, targeted=targeted, seeds=0)
+        assert model.seen == 2 * steps == 2 * atk.eot_steps(eps, targeted)
+    assert atk.eot_steps(16) == 20 and atk.eot_steps(16, targeted=True) == 80

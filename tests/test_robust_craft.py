@@ -56,7 +56,7 @@ def test_targeted_and_eot_craft(tmp_path, cached_model):
         assert np.abs(read_png(tmp_path / "printouts/r" / rec["file"]).astype(int) - clean).max() <= 4
     eot = manifest["attacks"]["eot-to281"]
     assert eot["samples"] == 2 and eot["steps"] == {"4": 2} and eot["target"]["name"] == "tabby"
-    assert eot["channel"]["table"] == "typical" and "jpeg" in eot["channel"]["stages"]
+    assert eot["channel"]["table"] == "phone" and "jpeg" in eot["channel"]["stages"]
     # resuming does not redo the skipped image's variants (it is done), and the output is the same
     before = (tmp_path / "printouts/r/manifest.json").read_text()
     assert run_cli(tmp_path, *args).exit_code == 0
@@ -85,3 +85,20 @@ def test_targeted_metrics_are_counted_right():
     assert m["targeted_survival"] == pytest.approx(1 / 3, abs=1e-6) and m["targeted_survival_n"] == 3
     assert m["targeted_survival_ci"][0] < 1 / 3 < m["targeted_survival_ci"][1]
     assert targeted_metrics(7, digital.take([3]), photo.take([3]))["targeted_survival"] is None
+
+
+def test_manifest_records_the_default_eot_steps_and_channel():
+    # what craft writes when --eot-steps and --channel are not given: BIM's steps untargeted, four
+    # times them targeted, through the phone channel (robust.settings builds the attacks block)
+    from physical import attacks as atk, robust
+    from physical.channel import Channel
+    from physical.craft import CraftOptions
+
+    options = CraftOptions(attacks=("eot",), eps=(4.0, 16.0))
+    assert options.channel == "phone" and options.eot_steps is None
+    base = {"eot": {"eps": [4.0, 16.0]}}
+    plain = robust.settings(base, options, robust.Plan(None, None, Channel(options.channel)))["eot"]
+    assert plain["steps"] == {"4": atk.paper_steps(4), "16": 20} and plain["channel"]["table"] == "phone"
+    info = {"index": 924, "wnid": "n07583066", "name": "guacamole"}
+    aimed = robust.settings(base, options, robust.Plan(924, info, Channel(options.channel)))["eot-to924"]
+    assert aimed["steps"] == {"4": 4 * atk.paper_steps(4), "16": 80} and "targeted" in aimed["steps_rule"]

@@ -3,6 +3,7 @@ import click
 
 from physical.commands import options as o
 from physical.commands.scale import procs_option, relaunched, shard_option
+from physical.presets import DEFAULT_CHANNEL
 
 
 @click.command(short_help="Craft adversarial examples and save 8-bit PNGs.")
@@ -21,8 +22,8 @@ from physical.commands.scale import procs_option, relaunched, shard_option
 @click.option("--eot-samples", default=8, show_default=True, type=click.IntRange(1, 1024), metavar="K",
               help="EOT: channel samples averaged per step (one batched forward/backward).")
 @click.option("--eot-steps", default=None, type=click.IntRange(1, 10000), metavar="N",
-              help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)).")
-@click.option("--channel", default="typical", show_default=True, metavar="PRESET|PROFILE",
+              help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)), four times that when targeted.")
+@click.option("--channel", default=DEFAULT_CHANNEL, show_default=True, metavar="PRESET|PROFILE",
               help="EOT: the print + photo channel: a simulate preset (mild, typical, harsh), broad (each "
                    "sample one of them or a brighter one: physical/presets.py), phones / phone (with a phone's "
                    "sharpening, colour, tone and chroma denoising: docs/robust.md), or a profile.json of "
