@@ -55,6 +55,22 @@ def test_blur_is_kornias_filter2d(k, size):
                 images(size=size), atol=1e-3)
 
 
+@pytest.mark.parametrize("k, h, w", [(15, 40, 24), (17, 9, 30), (25, 64, 64)])
+def test_fft_blur_is_the_grouped_convolution(k, h, w):
+    """From FFT_KERNEL up `blur` correlates by FFTs: the direct grouped convolution's values and
+    gradients, on images not square and kernels with negative lobes (the phone look's sharpening)."""
+    assert k >= ops.FFT_KERNEL
+    g = torch.Generator().manual_seed(k)
+    kernel = torch.rand(4, k, k, generator=g) - 0.3
+    kernel /= kernel.sum((1, 2), keepdim=True)
+
+    def direct(v):
+        B, C = v.shape[:2]
+        p = F.pad(v, [k // 2] * 4, mode="replicate").reshape(1, B * C, h + k - 1, w + k - 1)
+        return F.conv2d(p, kernel.repeat_interleave(C, 0).unsqueeze(1), groups=B * C).view(B, C, h, w)
+    assert_same(lambda v: ops.blur(v, kernel), direct, images(size=max(h, w))[..., :h, :w], atol=2e-3)
+
+
 @pytest.mark.parametrize("h, size", [(1, 8), (6, 16), (12, 8)])
 def test_replicate_pad_backward_is_torchs(h, size):
     assert_same(lambda v: ops._ReplicatePad.apply(v, h), lambda v: F.pad(v, (h, h, h, h), mode="replicate"),
