@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.signal
 import torch
 import torch.nn.functional as F
 
@@ -85,16 +86,14 @@ def sharpen_kernels(kernel: np.ndarray, A: np.ndarray, sharpen: np.ndarray) -> n
     g = int(max(1, math.ceil(reach.max())))
     u = np.arange(-g, g + 1, dtype=np.float64)
     grid = np.stack(np.meshgrid(u, u, indexing="xy"), -1)                # (2g+1)²×2, (x, y)
-    q = np.einsum("yxi,bij,yxj->byx", grid, np.linalg.inv(cov), grid)
+    P = np.linalg.inv(cov)[:, None, None]
+    q = P[..., 0, 0] * grid[..., 0] ** 2 + 2 * P[..., 0, 1] * grid[..., 0] * grid[..., 1] + P[..., 1, 1] * grid[..., 1] ** 2
     G = np.exp(-0.5 * q)
     G /= G.sum(axis=(1, 2), keepdims=True)
-    B, k = len(kernel), kernel.shape[-1]
     big = np.pad(kernel, ((0, 0), (g, g), (g, g)))                       # k + 2g: room for G ⊛ PSF
     blurred = big.copy()
-    # G ⊛ PSF, 'full' size, as one grouped convolution (true convolution: G flipped; it is symmetric)
-    conv = F.conv2d(torch.from_numpy(np.pad(big[on], ((0, 0), (g, g), (g, g))))[None],
-                    torch.from_numpy(G)[:, None], groups=int(on.sum()))[0].numpy()
-    blurred[on] = conv
+    # G ⊛ PSF, 'full' size, each sample with its own G (float64 FFTs: a twentieth of a float64 conv2d's time)
+    blurred[on] = scipy.signal.fftconvolve(kernel[on], G, mode="full", axes=(1, 2))
     out = (1 + amount)[:, None, None] * big - amount[:, None, None] * blurred
     cut = max(0, (out.shape[-1] - MAX_KERNEL) // 2)
     if cut:
