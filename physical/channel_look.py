@@ -36,7 +36,7 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 
-from physical.channel_ops import LUMA, MAX_KERNEL   # cv2's BT.601 weights (RGB); the PSFs' cut
+from physical.channel_ops import LUMA, MAX_KERNEL, inside   # cv2's BT.601 weights (RGB); the PSFs' cut
 
 KEYS = ("sharpen_amount", "sharpen_sigma_px", "ccm_crosstalk", "ccm_saturation", "tone_contrast",
         "chroma_denoise_px")
@@ -121,11 +121,11 @@ class _ColourTone(torch.autograd.Function):
         B, C, H, W = y.shape
         u = torch.bmm(M, y.reshape(B, C, H * W)).view(B, C, H, W)
         v = (u / 255.0).clamp_(0.0, 1.0)
-        inside = u.gt(0.0).logical_and_(u.lt(255.0))
         cb = c.view(-1, 1, 1, 1)
         if ctx.needs_input_grad[0]:
-            # ∂out/∂u = 1 + c·(6v(1 − v) − 1) inside [0, 255], 1 outside
-            d = (v * (1.0 - v)).mul_(6.0).sub_(1.0).mul_(cb).mul_(inside).add_(1.0)
+            # ∂out/∂u = 1 + c·(6v(1 − v) − 1) inside [0, 255], 1 outside (a float mask: a bool one costs
+            # a conversion pass)
+            d = (v * (1.0 - v)).mul_(6.0).sub_(1.0).mul_(cb).mul_(inside(u, 0.0, 255.0)).add_(1.0)
             ctx.save_for_backward(d, M)
         return u.add_((v * v * (3.0 - 2.0 * v) - v).mul_(cb * 255.0))
 

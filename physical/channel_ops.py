@@ -221,7 +221,8 @@ def _blocks_dct(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 class _Pool2(torch.autograd.Function):
-    """F.avg_pool2d(x, 2) (H, W even): the four strided quarters summed; backward a broadcast."""
+    """F.avg_pool2d(x, 2) (H, W even): the four strided quarters summed; backward a broadcast (nearest
+    2× upsampling: half the cost of an expand + reshape copy)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -232,8 +233,7 @@ class _Pool2(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        B, C, h, w = g.shape
-        return (g * 0.25).view(B, C, h, 1, w, 1).expand(B, C, h, 2, w, 2).reshape(B, C, 2 * h, 2 * w)
+        return F.interpolate(g * 0.25, scale_factor=2, mode="nearest")
 
 
 def _up_rows(v: torch.Tensor) -> torch.Tensor:
