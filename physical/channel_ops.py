@@ -5,7 +5,9 @@ torch's `avg_pool2d`, bilinear `interpolate` and replicate `pad` — the same pr
 another order (tests/test_channel_ops.py holds each against its original, values and gradients).
 They differ in the backward pass: the originals' CPU backwards scatter (replicate padding, 2× bilinear
 upsampling, 2×2 pooling) where these gather with strided slices, and none of them allocates or
-fills what it does not need. Measured in benchmarks/eot_speed.py (docs/robust.md, "Cost").
+fills what it does not need. The blur's large kernels (from FFT_KERNEL px across: the phone table's
+defocus, motion and sharpening reach 25) are correlated by FFTs, whose cost does not grow with the
+kernel. Measured in benchmarks/eot_speed.py (docs/robust.md, "Cost").
 
 The JPEG (`jpeg`): the maths of kornia's `jpeg_codec_differentiable` (IJG tables scaled by quality,
 8×8 DCT, the cubic rounding of Shin & Song) with libjpeg's 2×2 box chroma subsampling and bilinear
@@ -97,8 +99,8 @@ FFT_KERNEL = 15
 
 
 def _fft_size(m: int) -> int:
-    """The smallest n ≥ m of the form 16·2^a·3^b·5^c: sizes pocketfft transforms fast (243 = 3⁵ or
-    248 = 8·31 took twice as long as 240 or 256)."""
+    """The smallest n ≥ m of the form 16·2^a·3^b·5^c: sizes torch's CPU FFT (MKL) transforms fast
+    (243 = 3⁵ or 248 = 8·31 took up to twice as long as 240 or 256)."""
     n = 16 * -(-m // 16)
     while True:
         r = n // 16
