@@ -1,7 +1,7 @@
 """Cost of one EOT step with K channel samples against K BIM steps on the same batch.
 
     python benchmarks/eot_speed.py [--batch 4] [--samples 8] [--repeats 5] [--channel typical]
-                                   [--threads 2] [--chunks 2,4,8,16,32] [--against DIR]
+                                   [--threads 2] [--chunks 2,4,8,16,32] [--against DIR] [--plain-heap]
 
 One EOT step = `attacks.eot_gradient`: θ drawn for N·K samples, T(x; θ), the model's forward and
 backward on all N·K (in passes of `attacks.EOT_CPU_CHUNK` samples on CPU). K BIM steps = K
@@ -14,6 +14,10 @@ the other (interleaved, so load that comes and goes hits them alike); medians. W
 CPU seconds of this process (time.process_time: less sensitive to other processes; with several
 threads it also counts their spinning). Ratios are medians of per-round ratios.
 --chunks: the model's forward + backward per image at those batch sizes (what EOT_CPU_CHUNK rests on).
+Everything runs inside `physical.heap.large_heap()`, as craft crafts on CPU (without it, glibc maps
+and zeroes the model's large activations afresh on every pass: BIM then pays ~70,000 page faults per
+K steps and EOT, whose channel's tensors are smaller, far fewer, which flatters the ratio: 1.24 plain
+against 1.36 as craft runs, phone channel, load 2); `--plain-heap` measures without it.
 --against DIR: DIR holds channel.py, channel_ops.py (if that version has one) and attacks.py of another version
 (`git show REV:physical/channel.py > DIR/channel.py`, ...); its EOT step and channel are timed in the same rounds
 as this tree's, so before/after figures come from one process under the same load.
@@ -22,6 +26,7 @@ Prints figures, asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import time
@@ -32,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from physical import attacks as atk
+from physical import heap
 from physical.channel import STAGES, Channel, cat_theta, theta_rows
 from physical.data import demo_items, load_image
 from physical.models import load_model
@@ -81,7 +87,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunks", default="", help="comma-separated batch sizes for the model's per-image cost")
     ap.add_argument("--against", default="", help="folder with another version's channel.py (+ channel_ops.py) and attacks.py")
+    ap.add_argument("--plain-heap", action="store_true", help="glibc's default malloc thresholds, not craft's large_heap")
     args = ap.parse_args()
+    with contextlib.nullcontext() if args.plain_heap else heap.large_heap():
+        measure(args)
+
+
+def measure(args) -> None:
     torch.set_num_threads(args.threads)
     n, k = args.batch, args.samples
     model = load_model("default").to(memory_format=torch.channels_last)   # as craft runs it
@@ -93,7 +105,7 @@ def main() -> None:
     rngs = [np.random.default_rng([0, i]) for i in range(n)]
     chunk = atk.EOT_CPU_CHUNK
     print(f"batch {n} images, K = {k}, channel {args.channel}, {torch.get_num_threads()} threads, "
-          f"EOT passes of {chunk} samples, {args.repeats} rounds")
+          f"EOT passes of {chunk} samples, {args.repeats} rounds, {'plain heap' if args.plain_heap else 'large_heap'}")
 
     before = load_version(args.against) if args.against else None
     fns = {"bim": lambda: [atk.input_gradient(model, x, y) for _ in range(k)],

@@ -5,7 +5,9 @@ torch's `avg_pool2d`, bilinear `interpolate` and replicate `pad` — the same pr
 another order (tests/test_channel_ops.py holds each against its original, values and gradients).
 They differ in the backward pass: the originals' CPU backwards scatter (replicate padding, 2× bilinear
 upsampling, 2×2 pooling) where these gather with strided slices, and none of them allocates or
-fills what it does not need. Measured in benchmarks/eot_speed.py (docs/robust.md, "Cost").
+fills what it does not need. The blur's large kernels (from FFT_KERNEL px across: the phone table's
+defocus, motion and sharpening reach 25) are correlated by FFTs, whose cost does not grow with the
+kernel. Measured in benchmarks/eot_speed.py (docs/robust.md, "Cost").
 
 The JPEG (`jpeg`): the maths of kornia's `jpeg_codec_differentiable` (IJG tables scaled by quality,
 8×8 DCT, the cubic rounding of Shin & Song) with libjpeg's 2×2 box chroma subsampling and bilinear
@@ -91,14 +93,57 @@ class _ReplicatePad(torch.autograd.Function):
         return gx, None
 
 
+# From this kernel size up, the blur runs as FFTs: their cost does not grow with k. 1 thread, 4×3×224²
+# forward + backward per image: direct 3.2 ms at 13, 5.5 at 17, 11 at 25; FFT 3.3-4.2 ms at every k.
+FFT_KERNEL = 15
+
+
+def _fft_size(m: int) -> int:
+    """The smallest n ≥ m of the form 16·2^a·3^b·5^c: sizes torch's CPU FFT (MKL) transforms fast
+    (243 = 3⁵ or 248 = 8·31 took up to twice as long as 240 or 256)."""
+    n = 16 * -(-m // 16)
+    while True:
+        r = n // 16
+        for f in (2, 3, 5):
+            while r % f == 0:
+                r //= f
+        if r == 1:
+            return n
+        n += 16
+
+
+class _FFTCorrelate(torch.autograd.Function):
+    """Each image of the padded p (B×C×(H+k−1)×(W+k−1)) correlated with its own k×k kernel, valid part
+    (H×W): F.conv2d's maths by the convolution theorem. The transforms are at least H + k − 1 across,
+    so no output reads a wrapped-around pixel; the backward correlates the zero-padded gradient with
+    the flipped kernel (the product with the kernel's transform instead of its conjugate)."""
+
+    @staticmethod
+    def forward(ctx, p, kernel, H, W):
+        s = (_fft_size(p.shape[-2]), _fft_size(p.shape[-1]))
+        kf = torch.fft.rfft2(kernel, s=s).unsqueeze(1)                      # B×1×n×(n/2+1)
+        ctx.kf, ctx.s, ctx.padded = kf, s, p.shape[-2:]
+        X = torch.fft.rfft2(p, s=s)
+        return torch.fft.irfft2(X.mul_(kf.conj()), s=s)[..., :H, :W].contiguous()
+
+    @staticmethod
+    def backward(ctx, g):
+        G = torch.fft.rfft2(g, s=ctx.s)
+        gp = torch.fft.irfft2(G.mul_(ctx.kf), s=ctx.s)[..., :ctx.padded[0], :ctx.padded[1]]
+        return gp.contiguous(), None, None, None
+
+
 def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """kornia `filter2d(x, kernel, border_type="replicate")`: each image correlated with its own k×k
-    kernel (odd k), borders replicated; one grouped convolution for the batch."""
+    kernel (odd k), borders replicated; one grouped convolution for the batch, or from FFT_KERNEL
+    up the same correlation by FFTs (equal to float rounding: ~1e-4 of 255)."""
     B, C, H, W = x.shape
     k = kernel.shape[-1]
     if k == 1:
         return x * kernel.view(B, 1, 1, 1)
     p = _ReplicatePad.apply(x, k // 2)
+    if k >= FFT_KERNEL:
+        return _FFTCorrelate.apply(p, kernel.to(x.dtype), H, W)
     w = kernel.to(x.dtype).repeat_interleave(C, 0).unsqueeze(1)              # (B·C)×1×k×k
     return F.conv2d(p.reshape(1, B * C, H + k - 1, W + k - 1), w, groups=B * C).view(B, C, H, W)
 
@@ -178,7 +223,8 @@ def _blocks_dct(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 class _Pool2(torch.autograd.Function):
-    """F.avg_pool2d(x, 2) (H, W even): the four strided quarters summed; backward a broadcast."""
+    """F.avg_pool2d(x, 2) (H, W even): the four strided quarters summed; backward a broadcast (nearest
+    2× upsampling: half the cost of an expand + reshape copy)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -189,8 +235,7 @@ class _Pool2(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        B, C, h, w = g.shape
-        return (g * 0.25).view(B, C, h, 1, w, 1).expand(B, C, h, 2, w, 2).reshape(B, C, 2 * h, 2 * w)
+        return F.interpolate(g * 0.25, scale_factor=2, mode="nearest")
 
 
 def _up_rows(v: torch.Tensor) -> torch.Tensor:

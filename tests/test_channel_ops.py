@@ -9,7 +9,7 @@ from kornia.filters import filter2d
 from kornia.geometry.transform import warp_affine
 
 from physical import channel_ops as ops
-from physical.channel import STAGES, Channel, cat_theta
+from physical.channel import STAGES, Channel, Geometry, cat_theta
 
 
 def images(n=4, size=32, seed=0, lo=1.0, hi=254.0):
@@ -53,6 +53,22 @@ def test_blur_is_kornias_filter2d(k, size):
     kernel /= kernel.sum((1, 2), keepdim=True)
     assert_same(lambda v: ops.blur(v, kernel), lambda v: filter2d(v, kernel, border_type="replicate"),
                 images(size=size), atol=1e-3)
+
+
+@pytest.mark.parametrize("k, h, w", [(15, 40, 24), (17, 9, 30), (25, 64, 64)])
+def test_fft_blur_is_the_grouped_convolution(k, h, w):
+    """From FFT_KERNEL up `blur` correlates by FFTs: the direct grouped convolution's values and
+    gradients, on images not square and kernels with negative lobes (the phone look's sharpening)."""
+    assert k >= ops.FFT_KERNEL
+    g = torch.Generator().manual_seed(k)
+    kernel = torch.rand(4, k, k, generator=g) - 0.3
+    kernel /= kernel.sum((1, 2), keepdim=True)
+
+    def direct(v):
+        B, C = v.shape[:2]
+        p = F.pad(v, [k // 2] * 4, mode="replicate").reshape(1, B * C, h + k - 1, w + k - 1)
+        return F.conv2d(p, kernel.repeat_interleave(C, 0).unsqueeze(1), groups=B * C).view(B, C, h, w)
+    assert_same(lambda v: ops.blur(v, kernel), direct, images(size=max(h, w))[..., :h, :w], atol=2e-3)
 
 
 @pytest.mark.parametrize("h, size", [(1, 8), (6, 16), (12, 8)])
@@ -124,3 +140,19 @@ def test_channel_is_the_channel_before(preset):
         return y.clamp(0.0, 255.0)
     # mid-tones, so that no clamp sits within float error of a bound
     assert_same(lambda v: ch(v, theta), before, images(size=32, lo=60, hi=180), atol=5e-3, gtol=1e-4)
+
+
+def test_phone_channel_through_fft_blur_is_the_direct_one(monkeypatch):
+    """The phone table's point-spread functions (sharpened, 25 px) take the FFT path inside the channel;
+    forcing the grouped convolution gives the same samples and gradients (JPEG left out: float-level
+    differences can move its rounding by a quantisation step)."""
+    # a 48-px crop of a print at 224-px scale (crop pixels the size of the 224-px channel's)
+    ch = Channel("phone", Geometry(image_mm=Geometry().image_mm * 48 / 224), (*(s for s in STAGES if s != "jpeg"), "look"), 48)
+    theta = ch.sample(3, np.random.default_rng(11))
+    assert theta.kernel.shape[-1] >= ops.FFT_KERNEL and (theta.kernel < 0).any()
+    x = images(n=3, size=48, lo=60, hi=180)
+    fft = value_and_grad(lambda v: ch(v, theta), x)
+    monkeypatch.setattr(ops, "FFT_KERNEL", 10 ** 6)
+    direct = value_and_grad(lambda v: ch(v, theta), x)
+    assert torch.allclose(fft[0], direct[0], atol=2e-3, rtol=0), (fft[0] - direct[0]).abs().max()
+    assert torch.allclose(fft[1], direct[1], atol=1e-4 * direct[1].abs().max(), rtol=0)
