@@ -1,6 +1,6 @@
 """Cost of one EOT step with K channel samples against K BIM steps on the same batch.
 
-    python benchmarks/eot_speed.py [--batch 4] [--samples 8] [--repeats 5] [--channel typical]
+    python benchmarks/eot_speed.py [--batch 4] [--samples 8] [--repeats 5] [--channel phone]
                                    [--threads 2] [--chunks 2,4,8,16,32] [--against DIR] [--plain-heap]
 
 One EOT step = `attacks.eot_gradient`: θ drawn for N·K samples, T(x; θ), the model's forward and
@@ -41,6 +41,7 @@ from physical import heap
 from physical.channel import STAGES, Channel, cat_theta, theta_rows
 from physical.data import demo_items, load_image
 from physical.models import load_model
+from physical.presets import DEFAULT_CHANNEL
 
 
 def rounds(fns: dict, repeats: int) -> dict:
@@ -83,7 +84,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--channel", default="typical")
+    ap.add_argument("--channel", default=DEFAULT_CHANNEL, help="the channel's table (craft --channel; default craft's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunks", default="", help="comma-separated batch sizes for the model's per-image cost")
     ap.add_argument("--against", default="", help="folder with another version's channel.py (+ channel_ops.py) and attacks.py")
