@@ -525,6 +525,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                "files": len(files), "new": len(todo), "already_ingested": skipped, "forgotten": forgotten}
     t0 = time.perf_counter()
     new_records = []
+    rewriter = records.Rewriter(records.INGEST, ws, run, ("photos", "crops"), watch=("used",))
     for path, digest, result in process(todo, ingest_photo, ctx, workers):
         rec = {"file": _relative(path, captures), "sha256": digest, **result["photo"]}
         for crop in result["crops"]:
@@ -541,7 +542,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
         _choose_used(state["crops"])
         # after every photo (an interruption loses at most one; serve shows each as it lands), on
         # one line: indented JSON of a few hundred crops costs ~15 ms a write; the last write indents
-        records.write(records.INGEST, ws, run, state, compact=True)
+        rewriter.write(state)
         if progress:
             progress(1)
     session["seconds"] = round(time.perf_counter() - t0, 3)
