@@ -9,8 +9,9 @@ Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see ph
    stay as stored and every point is mapped through the orientation, which saves a 12 MP copy.
 2. Find markers on a grey copy reduced to `DETECT_LONG_SIDE` pixels (area interpolation) with a
    fast pass of markers.py's detector (coarser threshold sweep); when that misses markers of a
-   found image: again at a scale giving markers of `TARGET_SIDE` px, then `markers.detect`
-   (the fully tuned detector); corners scale back exactly (pixel-corner convention). The
+   found image: again at a scale giving markers of `TARGET_SIDE` px (looking for smaller markers
+   too when those seen are near the fast pass's smallest perimeter: "fast-small"), then
+   `markers.detect` (the fully tuned detector); corners scale back exactly (pixel-corner convention). The
    detectors hold the ids of the layouts read first in their dictionary (`markers.Detector`:
    the same markers, found after fewer code comparisons).
 3. `physical.markers.identify` → run, page and slot for every image whose markers were found;
@@ -52,7 +53,8 @@ captures/<run>/ingest.json (schema 1; rewritten atomically after every photo)::
                  "unreadable (truncated or corrupt: …)" | "over decompression limit (…)" | …,
                  "page": 1, "pages": [1], "slots_found": 6, "size": [w, h] (displayed),
                  "layouts": ["<layout_id>", …] (the layouts found; page/pages are the first one's),
-                 "exif_orientation": 1, "markers_found": 24, "detect_scale": 0.5, "detect_pass": "fast",
+                 "exif_orientation": 1, "markers_found": 24, "detect_scale": 0.5,
+                 "detect_pass": "fast" | "fast-small" | "tuned",
                  "slots_rejected": [{"page", "slot", "image_id", "variant", "reason", "layout_id"}],
                  "seconds": 0.4, "cpu_seconds": 0.4}],
      "crops": [{"image_id", "variant", "file": "crops/<id>/<variant>[-<n>].png", "photo", "photo_sha256",
@@ -90,6 +92,7 @@ from physical.workspace import Workspace, atomic_write_bytes, remove_inside, run
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
 DETECT_LONG_SIDE = 2000            # markers are searched on a copy this size (long side)
 TARGET_SIDE = 36                   # when markers are missed, look again at a scale giving markers this size
+SMALL_PERIMETER_RATIO = 1.25       # markers seen under this x the fast pass's smallest perimeter: look for smaller
 EXTRA_POINT_TOL_PX = 0.75          # page points joining an image's fit must agree this well
 MAX_REPROJECTION_RATIO = 0.08      # RMS reprojection error / marker side above which a fit is refused
 MIN_K, MAX_K = 2, 8                # warp the crop at k × the PNG's pixels
@@ -182,7 +185,9 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     Markers are searched on a grey copy whose long side is `detect_long_side` with a fast
     detector (markers.py's parameters with a coarser threshold sweep and fewer tiny
     candidates). When that finds markers but leaves a found image with missing markers, or
-    identifies nothing: again at a scale giving markers of `TARGET_SIDE` pixels, and if still
+    identifies nothing: again at a scale giving markers of `TARGET_SIDE` pixels (or on the same
+    copy, when that is full size), with the tuned detector's smallest perimeter when the markers
+    seen are within `SMALL_PERIMETER_RATIO` of the fast pass's ("fast-small"), and if still
     incomplete, with `markers.detect` (the fully tuned detector). A photo that one of the `others`
     (kept earlier layouts) reads completely is complete too.
     """
@@ -200,11 +205,21 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
 
     if dets and not complete(ident, dets):
         side = float(np.median([d.side_px for d in dets]))
+        # markers near the fast pass's smallest perimeter (a whole page from afar): those missed are
+        # likely just under it, and stay so in a larger copy (the floor is a fraction of the copy's
+        # size), so the next pass also looks for smaller ones (~0.25 s on a 12 MP photo instead of
+        # ~0.5 s for a fast pass there that misses them and the tuned detector after it)
+        small_markers = 4 * side < SMALL_PERIMETER_RATIO * _fast_parameters().minMarkerPerimeterRate * max(small.shape)
+        if small_markers:
+            how["pass"] = "fast-small"
         if scale < 1.0 and side < TARGET_SIDE:  # markers small in the copy: look with more pixels
             scale = min(1.0, scale * TARGET_SIDE / side)
             small = _displayed_copy(grey, tag, scale)
             how["scale"] = scale
-            dets = _fast_detect(small, ids)
+            dets = _fast_detect(small, ids, small_markers)
+            ident = markers.identify(dets, layout)
+        elif small_markers:
+            dets = _fast_detect(small, ids, small_markers)
             ident = markers.identify(dets, layout)
         if dets and not complete(ident, dets):
             # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300
@@ -224,10 +239,17 @@ def _fast_parameters():
     return p
 
 
-def _fast_detect(grey: np.ndarray, ids=None) -> list[markers.Detection]:
+def _fast_small_parameters():
+    """_fast_parameters, down to markers.detector_parameters' smallest perimeter."""
+    p = _fast_parameters()
+    p.minMarkerPerimeterRate = markers.detector_parameters().minMarkerPerimeterRate
+    return p
+
+
+def _fast_detect(grey: np.ndarray, ids=None, small_markers: bool = False) -> list[markers.Detection]:
     """markers.detect with a cheaper candidate search (same dictionary, same corner convention);
     `ids`: those of the layouts read (markers.Detector: faster, same result)."""
-    return markers.cached_detector(ids, _fast_parameters)(grey)
+    return markers.cached_detector(ids, _fast_small_parameters if small_markers else _fast_parameters)(grey)
 
 
 def _displayed_copy(grey: np.ndarray, tag: int, scale: float) -> np.ndarray:
