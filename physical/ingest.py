@@ -87,6 +87,7 @@ from physical import geometry, markers
 from physical.errors import PhysicalError
 from physical.ingest_layouts import KeptLayout, identify_all, kept_contexts, unmatched_reason
 from physical.ingest_pool import pool_size, process, start_forkserver
+from physical.ingest_warp import warp_bgr
 from physical.workspace import Workspace, atomic_write_bytes, remove_inside, run_locked, sha256_bytes, sha256_file
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
@@ -443,8 +444,7 @@ def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: C
     k = int(min(MAX_K, max(MIN_K, math.ceil(extent / max(src_w, src_h)))))
     size = (k * src_w, k * src_h)
     W = crop_matrix(fit.H, rect, size, M)
-    big = cv2.warpPerspective(bgr, W, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+    big = warp_bgr(bgr, W, size)   # cv2.warpPerspective, bilinear, replicated border (to the bit, faster)
     at_source = cv2.resize(big, (src_w, src_h), interpolation=cv2.INTER_AREA)
     n = ctx.input_size
     final = at_source if (src_w, src_h) == (n, n) else cv2.resize(big, (n, n), interpolation=cv2.INTER_AREA)
