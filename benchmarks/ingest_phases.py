@@ -128,7 +128,8 @@ def main() -> None:
         for name, tree in trees.items():
             env = {**os.environ, "PYTHONPATH": tree}
             out = subprocess.run([sys.executable, os.path.abspath(__file__), args.workspace, "--workers",
-                                  str(args.workers), "--json"], env=env, capture_output=True, text=True, check=True)
+                                  str(args.workers), "--json"], env=env, capture_output=True, text=True, check=True,
+                                 cwd=tree)   # an older tree's forkserver imports physical from the working directory
             r = json.loads(out.stdout.strip().splitlines()[-1])
             runs[name].append(r)
             show(r, f"[{name} {i + 1}] ")

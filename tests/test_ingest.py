@@ -4,9 +4,12 @@ reason; re-runs add photos; the sharpest of several crops is used."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
@@ -298,6 +301,25 @@ def test_pool_and_one_process_give_the_same_records_and_crops(run_ws):
     assert len(runs[0][0]) == 6 and runs[0][1]
     assert runs[0] == runs[1]
 
+
+
+def test_pool_workers_run_the_callers_physical_whatever_the_working_directory(tmp_path):
+    """The forkserver runs `python -c`, so its sys.path starts with the working directory: from a
+    folder holding another `physical` (a checkout's root), the workers imported that one."""
+    cwd = tmp_path / "checkout"
+    (cwd / "physical").mkdir(parents=True)
+    (cwd / "physical" / "__init__.py").write_text("# another checkout's physical\n")
+    script = tmp_path / "where.py"
+    script.write_text("from concurrent.futures import ProcessPoolExecutor\nfrom physical import ingest_pool\n"
+                      "def where(_):\n    import physical\n    return physical.__file__\n"
+                      "if __name__ == '__main__':\n    ingest_pool.start_forkserver()\n"
+                      "    with ProcessPoolExecutor(1, mp_context=ingest_pool.pool_context()) as pool:\n"
+                      "        print(pool.submit(where, 0).result())\n")
+    ours = Path(ingest.__file__).resolve().parent
+    out = subprocess.run([sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ours.parent)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert Path(out.stdout.strip()).resolve() == ours / "__init__.py"
 
 def test_ingest_json_is_readable_after_each_photo_and_indented_at_the_end(run_ws):
     from physical import records
