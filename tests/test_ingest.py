@@ -321,6 +321,22 @@ def test_pool_workers_run_the_callers_physical_whatever_the_working_directory(tm
     assert out.returncode == 0, out.stderr[-2000:]
     assert Path(out.stdout.strip()).resolve() == ours / "__init__.py"
 
+
+def test_ingest_processes_ask_numpy_for_no_huge_pages():
+    """While ingest's pool runs (freed_memory_kept; keep_freed_memory in workers, for good) numpy
+    does not madvise huge pages for its large arrays (the kernel's compaction cost ~13 ms of
+    system CPU a photo while a fresh process's heap grows); afterwards the setting is back."""
+    from physical import heap
+
+    before = heap.numpy_hugepages(True)
+    assert before is not None   # numpy has the switch
+    try:
+        with heap.freed_memory_kept():
+            assert heap.numpy_hugepages(False) is False
+        assert heap.numpy_hugepages(True) is True
+    finally:
+        heap.numpy_hugepages(before)
+
 def test_ingest_json_is_readable_after_each_photo_and_indented_at_the_end(run_ws):
     from physical import records
 
