@@ -52,18 +52,25 @@ def _read_box(W: np.ndarray, size: tuple[int, int], shape: tuple[int, int]) -> t
     return x0, y0, x1, y1
 
 
-def warp_bgr(bgr: np.ndarray, W: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """cv2.warpPerspective(bgr, W, size, INTER_LINEAR | WARP_INVERSE_MAP, BORDER_REPLICATE) of an
-    8-bit BGR image, computed through 4 channels (see the module docstring): the same array."""
+def warp_bgra(bgr: np.ndarray, W: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`warp_bgr`, before the alpha channel is dropped: (h, w, 4), its first three channels the
+    warp's, the fourth meaningless (a caller that area-reduces the crop drops it after that,
+    on fewer pixels; reducing is per channel too)."""
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     box = _read_box(W, size, bgr.shape[:2])
     if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3 or box is None:
-        return cv2.warpPerspective(bgr, W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.warpPerspective(bgr, W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.cvtColor(out, cv2.COLOR_BGR2BGRA)
     x0, y0, x1, y1 = box
     view = _buffer(bgr.shape[:2])[y0:y1, x0:x1]
     done = cv2.cvtColor(bgr[y0:y1, x0:x1], cv2.COLOR_BGR2BGRA, dst=view)
     if done.ctypes.data != view.ctypes.data:   # OpenCV wrote elsewhere (never seen): no shortcut
-        return cv2.warpPerspective(bgr, W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    buf = _BUFFER["bgra"]
-    out = cv2.warpPerspective(buf, W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.cvtColor(out, cv2.COLOR_BGRA2BGR)
+        out = cv2.warpPerspective(bgr, W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.cvtColor(out, cv2.COLOR_BGR2BGRA)
+    return cv2.warpPerspective(_BUFFER["bgra"], W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def warp_bgr(bgr: np.ndarray, W: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """cv2.warpPerspective(bgr, W, size, INTER_LINEAR | WARP_INVERSE_MAP, BORDER_REPLICATE) of an
+    8-bit BGR image, computed through 4 channels (see the module docstring): the same array."""
+    return cv2.cvtColor(warp_bgra(bgr, W, size), cv2.COLOR_BGRA2BGR)
