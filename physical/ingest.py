@@ -29,10 +29,11 @@ Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see ph
    hull (`HULL_TOL_FEW` with fewer than 3 of its own markers: too much extrapolation, e.g.
    2 of 4 markers on one side and no neighbours found), or when the markers do not
    fit one plane (RMS > `MAX_REPROJECTION_RATIO` × marker side).
-5. The image rectangle is warped (one `cv2.warpPerspective`, bilinear) to a square of k × the
-   source PNG's size, k = ceil(photo pixels across the image / PNG pixels), 2 ≤ k ≤ 8, so the
-   warp never down-samples by more than 1× and no detail is lost, then reduced with area
-   interpolation to the model's input size (DESIGN.md: blur is the main enemy).
+5. The image rectangle is warped (one `cv2.warpPerspective`, bilinear, run in 4 channels:
+   physical/ingest_warp.py) to a square of k × the source PNG's size, k = ceil(photo pixels
+   across the image / PNG pixels), 2 ≤ k ≤ 8, so the warp never down-samples by more than 1×
+   and no detail is lost, then reduced with area interpolation to the model's input size
+   (DESIGN.md: blur is the main enemy).
 
 Sharpness of a crop = variance of the Laplacian (3×3 aperture) of its grey version at the
 source PNG's size. Several photos of one printed image: every crop is kept
