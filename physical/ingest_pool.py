@@ -19,6 +19,7 @@ from typing import Callable
 import cv2
 
 from physical.heap import freed_memory_kept, keep_freed_memory
+from physical.ingest_warp import release_buffer
 
 _WORKER: tuple[Callable, object] | None = None   # this worker process's (photo function, context)
 
@@ -83,7 +84,10 @@ def process(todo, photo_fn: Callable, ctx, workers: int | None):
             yield path, digest, photo_fn(path.read_bytes(), ctx)
         return
     with freed_memory_kept():   # this process ingests photos too, then maybe other things
-        yield from _pooled(todo, photo_fn, ctx, workers)
+        try:
+            yield from _pooled(todo, photo_fn, ctx, workers)
+        finally:
+            release_buffer()   # the crop warps' photo-sized buffer (48 MB at 12 MP)
 
 
 def _pooled(todo, photo_fn: Callable, ctx, workers: int):

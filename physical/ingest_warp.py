@@ -35,6 +35,11 @@ def _buffer(shape: tuple[int, int]) -> np.ndarray:
     return buf
 
 
+def release_buffer() -> None:
+    """Drop this process's buffer (a caller of ingest's pool that goes on with other work)."""
+    _BUFFER.clear()
+
+
 def _read_box(W: np.ndarray, size: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1): the stored pixels a warp with inverse map W to `size` reads, clipped to
     the photo; None when W's denominator is not positive at every corner (no bound: warp it all)."""

@@ -39,3 +39,6 @@ def test_warp_bgr_is_warp_perspective_to_the_bit():
     W = np.array([[1.0, 0, 10], [0, 1.0, 10], [0.02, 0, -1.0]])
     assert ingest_warp._read_box(W, (100, 100), (h, w)) is None
     assert np.array_equal(ingest_warp.warp_bgr(photo, W, (100, 100)), _plain(photo, W, (100, 100)))
+    ingest_warp.release_buffer()   # the pool's caller drops it when done; the next warp makes a new one
+    assert not ingest_warp._BUFFER
+    assert np.array_equal(ingest_warp.warp_bgr(photo, A, size), _plain(photo, A, size))
