@@ -366,7 +366,7 @@ def test_small_markers_missed_by_the_fast_pass_are_found_without_the_tuned_detec
     finds every marker the tuned detector finds, at a fraction of its cost; crops within a source
     pixel of the truth, as always."""
     ws = make_fake_run(tmp_path, run="g", ids=("a", "b", "c", "d"), size=SIZE)
-    layout_mod.make_layout(ws, "g", image_mm=25)   # 8 images on one page, 5 mm markers
+    layout_mod.make_layout(ws, "g", image_mm=25, layout_id="5e11a11ae7c0ffee")   # 8 images, 5 mm markers; fixed ids
     sim = simulate.simulate_run(ws, "g", preset="typical", seed=0, resolution=(2000, 1500), photos_per_page=3)
     state = ingest.ingest_run(ws, "g", workers=1)
     visible, recovered, wrong, errors = _score(ws, "g", sim, state)
