@@ -66,6 +66,8 @@ def one(root: str, workers: int) -> dict:
         setattr(mod, name, g)
 
     wrap(records, "write", "records.write")
+    if hasattr(records, "Rewriter"):   # the rewrites after each photo (an older tree: records.write)
+        wrap(records.Rewriter, "write", "records.write")
     wrap(ing, "atomic_write_bytes", "crop writes")
     wrap(ing, "sha256_file", "hashing")
     ing.ingest_photo = timed_photo
