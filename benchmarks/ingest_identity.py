@@ -32,7 +32,8 @@ def _ingest(tree: str, root: str, workers: int) -> dict:
     script = os.path.join(root, "run_ingest.py")
     with open(script, "w") as f:
         f.write(code)
-    subprocess.run([sys.executable, script], env={**os.environ, "PYTHONPATH": tree}, check=True)
+    # cwd: an older tree's forkserver imports physical from the working directory, not PYTHONPATH
+    subprocess.run([sys.executable, script], env={**os.environ, "PYTHONPATH": tree}, check=True, cwd=tree)
     with open(os.path.join(root, "captures", "bench", "ingest.json")) as f:
         return json.load(f)
 

@@ -66,6 +66,8 @@ def one(root: str, workers: int) -> dict:
         setattr(mod, name, g)
 
     wrap(records, "write", "records.write")
+    if hasattr(records, "Rewriter"):   # the rewrites after each photo (an older tree: records.write)
+        wrap(records.Rewriter, "write", "records.write")
     wrap(ing, "atomic_write_bytes", "crop writes")
     wrap(ing, "sha256_file", "hashing")
     ing.ingest_photo = timed_photo
@@ -128,7 +130,8 @@ def main() -> None:
         for name, tree in trees.items():
             env = {**os.environ, "PYTHONPATH": tree}
             out = subprocess.run([sys.executable, os.path.abspath(__file__), args.workspace, "--workers",
-                                  str(args.workers), "--json"], env=env, capture_output=True, text=True, check=True)
+                                  str(args.workers), "--json"], env=env, capture_output=True, text=True, check=True,
+                                 cwd=tree)   # an older tree's forkserver imports physical from the working directory
             r = json.loads(out.stdout.strip().splitlines()[-1])
             runs[name].append(r)
             show(r, f"[{name} {i + 1}] ")

@@ -1,6 +1,6 @@
 """glibc's malloc tuned for processes that handle one large job after another (no torch import:
-ingest's workers use it). Both are no-ops without glibc's mallopt (macOS, Windows, musl); the
-arithmetic, hence every result, is unchanged."""
+ingest's workers use it), and numpy's huge-page advice for ingest's. No-ops without glibc's
+mallopt (macOS, Windows, musl) or numpy's switch; the arithmetic, hence every result, is unchanged."""
 from __future__ import annotations
 
 import contextlib
@@ -54,11 +54,28 @@ def keep_freed_memory() -> None:
     12 MP photo allocates ~80 MB (decode, grey copy, warps) in large blocks, which malloc would
     otherwise map fresh every time and the kernel zero page by page (~35 ms of system CPU per
     photo; 260,000 → 29,000 page faults for 25 photos). The process then holds its peak
-    (~150 MB). Permanent, unlike `large_heap`; a no-op without glibc."""
+    (~150 MB). Permanent, unlike `large_heap`; a no-op without glibc.
+
+    Also numpy stops asking for transparent huge pages (madvise) on its large arrays: while
+    the heap grows to that peak, the kernel then compacts memory for 2 MB pages in the page
+    faults (THP "madvise" mode): 16-19 ms of system CPU per photo over a fresh process's first
+    24 photos, 5 ms without (the 12 MP photos of benchmarks/ingest_speed.py --photos-per-page 12);
+    user CPU and a warm heap's system CPU are the same either way."""
+    numpy_hugepages(False)
     libc = _libc()
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, 512 << 20)   # blocks up to 512 MB come from the heap
         libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)     # keep up to 1 GB free at the top of it
+
+
+def numpy_hugepages(enabled: bool) -> bool | None:
+    """Whether numpy madvises transparent huge pages for arrays of 4 MB and more (its default on
+    Linux): set it, return the previous setting; None where numpy has no such switch."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    return None if switch is None else bool(switch(enabled))
 
 
 @contextlib.contextmanager
@@ -70,8 +87,11 @@ def freed_memory_kept():
     if libc is None:
         yield
         return
+    hugepages = numpy_hugepages(False)
     keep_freed_memory()
     try:
         yield
     finally:
         _as_glibc_leaves_it(libc)
+        if hugepages is not None:
+            numpy_hugepages(hugepages)

@@ -9,8 +9,9 @@ Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see ph
    stay as stored and every point is mapped through the orientation, which saves a 12 MP copy.
 2. Find markers on a grey copy reduced to `DETECT_LONG_SIDE` pixels (area interpolation) with a
    fast pass of markers.py's detector (coarser threshold sweep); when that misses markers of a
-   found image: again at a scale giving markers of `TARGET_SIDE` px, then `markers.detect`
-   (the fully tuned detector); corners scale back exactly (pixel-corner convention). The
+   found image: again at a scale giving markers of `TARGET_SIDE` px (looking for smaller markers
+   too when those seen are near the fast pass's smallest perimeter: "fast-small"), then
+   `markers.detect` (the fully tuned detector); corners scale back exactly (pixel-corner convention). The
    detectors hold the ids of the layouts read first in their dictionary (`markers.Detector`:
    the same markers, found after fewer code comparisons).
 3. `physical.markers.identify` → run, page and slot for every image whose markers were found;
@@ -28,10 +29,11 @@ Per photo (`ingest_photo`, run in a process pool: forkserver, else spawn; see ph
    hull (`HULL_TOL_FEW` with fewer than 3 of its own markers: too much extrapolation, e.g.
    2 of 4 markers on one side and no neighbours found), or when the markers do not
    fit one plane (RMS > `MAX_REPROJECTION_RATIO` × marker side).
-5. The image rectangle is warped (one `cv2.warpPerspective`, bilinear) to a square of k × the
-   source PNG's size, k = ceil(photo pixels across the image / PNG pixels), 2 ≤ k ≤ 8, so the
-   warp never down-samples by more than 1× and no detail is lost, then reduced with area
-   interpolation to the model's input size (DESIGN.md: blur is the main enemy).
+5. The image rectangle is warped (one `cv2.warpPerspective`, bilinear, run in 4 channels:
+   physical/ingest_warp.py) to a square of k × the source PNG's size, k = ceil(photo pixels
+   across the image / PNG pixels), 2 ≤ k ≤ 8, so the warp never down-samples by more than 1×
+   and no detail is lost, then reduced with area interpolation to the model's input size
+   (DESIGN.md: blur is the main enemy).
 
 Sharpness of a crop = variance of the Laplacian (3×3 aperture) of its grey version at the
 source PNG's size. Several photos of one printed image: every crop is kept
@@ -52,7 +54,8 @@ captures/<run>/ingest.json (schema 1; rewritten atomically after every photo)::
                  "unreadable (truncated or corrupt: …)" | "over decompression limit (…)" | …,
                  "page": 1, "pages": [1], "slots_found": 6, "size": [w, h] (displayed),
                  "layouts": ["<layout_id>", …] (the layouts found; page/pages are the first one's),
-                 "exif_orientation": 1, "markers_found": 24, "detect_scale": 0.5, "detect_pass": "fast",
+                 "exif_orientation": 1, "markers_found": 24, "detect_scale": 0.5,
+                 "detect_pass": "fast" | "fast-small" | "tuned",
                  "slots_rejected": [{"page", "slot", "image_id", "variant", "reason", "layout_id"}],
                  "seconds": 0.4, "cpu_seconds": 0.4}],
      "crops": [{"image_id", "variant", "file": "crops/<id>/<variant>[-<n>].png", "photo", "photo_sha256",
@@ -85,11 +88,13 @@ from physical import geometry, markers
 from physical.errors import PhysicalError
 from physical.ingest_layouts import KeptLayout, identify_all, kept_contexts, unmatched_reason
 from physical.ingest_pool import pool_size, process, start_forkserver
+from physical.ingest_warp import warp_bgra
 from physical.workspace import Workspace, atomic_write_bytes, remove_inside, run_locked, sha256_bytes, sha256_file
 
 DEFAULT_MAX_PIXELS = 200_000_000   # 200 MP: the largest phone sensors; more is a decompression bomb
 DETECT_LONG_SIDE = 2000            # markers are searched on a copy this size (long side)
 TARGET_SIDE = 36                   # when markers are missed, look again at a scale giving markers this size
+SMALL_PERIMETER_RATIO = 1.25       # markers seen under this x the fast pass's smallest perimeter: look for smaller
 EXTRA_POINT_TOL_PX = 0.75          # page points joining an image's fit must agree this well
 MAX_REPROJECTION_RATIO = 0.08      # RMS reprojection error / marker side above which a fit is refused
 MIN_K, MAX_K = 2, 8                # warp the crop at k × the PNG's pixels
@@ -182,7 +187,9 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
     Markers are searched on a grey copy whose long side is `detect_long_side` with a fast
     detector (markers.py's parameters with a coarser threshold sweep and fewer tiny
     candidates). When that finds markers but leaves a found image with missing markers, or
-    identifies nothing: again at a scale giving markers of `TARGET_SIDE` pixels, and if still
+    identifies nothing: again at a scale giving markers of `TARGET_SIDE` pixels (or on the same
+    copy, when that is full size), with the tuned detector's smallest perimeter when the markers
+    seen are within `SMALL_PERIMETER_RATIO` of the fast pass's ("fast-small"), and if still
     incomplete, with `markers.detect` (the fully tuned detector). A photo that one of the `others`
     (kept earlier layouts) reads completely is complete too.
     """
@@ -200,11 +207,21 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
 
     if dets and not complete(ident, dets):
         side = float(np.median([d.side_px for d in dets]))
+        # markers near the fast pass's smallest perimeter (a whole page from afar): those missed are
+        # likely just under it, and stay so in a larger copy (the floor is a fraction of the copy's
+        # size), so the next pass also looks for smaller ones (~0.25 s on a 12 MP photo instead of
+        # ~0.5 s for a fast pass there that misses them and the tuned detector after it)
+        small_markers = 4 * side < SMALL_PERIMETER_RATIO * _fast_parameters().minMarkerPerimeterRate * max(small.shape)
+        if small_markers:
+            how["pass"] = "fast-small"
         if scale < 1.0 and side < TARGET_SIDE:  # markers small in the copy: look with more pixels
             scale = min(1.0, scale * TARGET_SIDE / side)
             small = _displayed_copy(grey, tag, scale)
             how["scale"] = scale
-            dets = _fast_detect(small, ids)
+            dets = _fast_detect(small, ids, small_markers)
+            ident = markers.identify(dets, layout)
+        elif small_markers:
+            dets = _fast_detect(small, ids, small_markers)
             ident = markers.identify(dets, layout)
         if dets and not complete(ident, dets):
             # the tuned detector costs seconds on heavily textured photos (28 s on a 400x300
@@ -224,10 +241,17 @@ def _fast_parameters():
     return p
 
 
-def _fast_detect(grey: np.ndarray, ids=None) -> list[markers.Detection]:
+def _fast_small_parameters():
+    """_fast_parameters, down to markers.detector_parameters' smallest perimeter."""
+    p = _fast_parameters()
+    p.minMarkerPerimeterRate = markers.detector_parameters().minMarkerPerimeterRate
+    return p
+
+
+def _fast_detect(grey: np.ndarray, ids=None, small_markers: bool = False) -> list[markers.Detection]:
     """markers.detect with a cheaper candidate search (same dictionary, same corner convention);
     `ids`: those of the layouts read (markers.Detector: faster, same result)."""
-    return markers.cached_detector(ids, _fast_parameters)(grey)
+    return markers.cached_detector(ids, _fast_small_parameters if small_markers else _fast_parameters)(grey)
 
 
 def _displayed_copy(grey: np.ndarray, tag: int, scale: float) -> np.ndarray:
@@ -327,7 +351,7 @@ def crop_matrix(H: np.ndarray, rect_mm, out_size: tuple[int, int], M_disp: np.nd
 
 def sharpness(crop_bgr: np.ndarray) -> float:
     """Variance of the 3×3 Laplacian of the grey crop (at the source PNG's size)."""
-    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)   # uint8 in, float out: the same integer sums
     return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=1).var())
 
 
@@ -421,11 +445,13 @@ def _make_crop(bgr: np.ndarray, M: np.ndarray, match, fit: SlotFit, rect, ctx: C
     k = int(min(MAX_K, max(MIN_K, math.ceil(extent / max(src_w, src_h)))))
     size = (k * src_w, k * src_h)
     W = crop_matrix(fit.H, rect, size, M)
-    big = cv2.warpPerspective(bgr, W, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
-    at_source = cv2.resize(big, (src_w, src_h), interpolation=cv2.INTER_AREA)
+    # cv2.warpPerspective, bilinear, replicated border, to the bit, in 4 channels (faster); reduced,
+    # per channel too, before the 4th is dropped
+    big = warp_bgra(bgr, W, size)
+    at_source = cv2.cvtColor(cv2.resize(big, (src_w, src_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGRA2BGR)
     n = ctx.input_size
-    final = at_source if (src_w, src_h) == (n, n) else cv2.resize(big, (n, n), interpolation=cv2.INTER_AREA)
+    final = at_source if (src_w, src_h) == (n, n) else cv2.cvtColor(
+        cv2.resize(big, (n, n), interpolation=cv2.INTER_AREA), cv2.COLOR_BGRA2BGR)
     # stored (deflate level 0, no filter): lossless and deterministic like any PNG, 0.4 ms a 224 px
     # crop instead of 2.3 ms Huffman-coded ("up" filter), ~10 % of a 12 MP photo's CPU; 151 KB vs 89 KB
     ok, png = cv2.imencode(".png", final, _PNG_STORED)
@@ -525,6 +551,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
                "files": len(files), "new": len(todo), "already_ingested": skipped, "forgotten": forgotten}
     t0 = time.perf_counter()
     new_records = []
+    rewriter = records.Rewriter(records.INGEST, ws, run, ("photos", "crops"), watch=("used",))
     for path, digest, result in process(todo, ingest_photo, ctx, workers):
         rec = {"file": _relative(path, captures), "sha256": digest, **result["photo"]}
         for crop in result["crops"]:
@@ -541,7 +568,7 @@ def ingest_run(ws: Workspace, run: str, photos: str | os.PathLike | None = None,
         _choose_used(state["crops"])
         # after every photo (an interruption loses at most one; serve shows each as it lands), on
         # one line: indented JSON of a few hundred crops costs ~15 ms a write; the last write indents
-        records.write(records.INGEST, ws, run, state, compact=True)
+        rewriter.write(state)
         if progress:
             progress(1)
     session["seconds"] = round(time.perf_counter() - t0, 3)

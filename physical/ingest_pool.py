@@ -19,6 +19,7 @@ from typing import Callable
 import cv2
 
 from physical.heap import freed_memory_kept, keep_freed_memory
+from physical.ingest_warp import release_buffer
 
 _WORKER: tuple[Callable, object] | None = None   # this worker process's (photo function, context)
 
@@ -46,10 +47,33 @@ def pool_size(workers: int | None, n: int) -> int:
 
 def start_forkserver() -> None:
     if "forkserver" in multiprocessing.get_all_start_methods():
-        from multiprocessing import forkserver
-
         pool_context()
-        forkserver.ensure_running()   # returns at once; the server process loads its modules itself
+        _ensure_forkserver()   # returns at once; the server process loads its modules itself
+
+
+def _ensure_forkserver() -> None:
+    """Start the forkserver (if it is not running) so that it imports this process's `physical`.
+    It runs `python -c`, whose sys.path starts with the working directory, and Python 3.11's
+    forkserver ignores the sys.path it is sent: run from a checkout's root, every worker ran that
+    checkout's physical.ingest, whatever this process had imported (benchmarks comparing two trees
+    compared one with a mix of both). So the server starts without that entry (PYTHONSAFEPATH,
+    Python >= 3.11) and with the folder holding this process's `physical` first on PYTHONPATH."""
+    from multiprocessing import forkserver
+
+    import physical
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(physical.__file__)))
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [saved["PYTHONPATH"]])])
+    try:
+        forkserver.ensure_running()   # spawns the server here, with this environment, if it is not running
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def process(todo, photo_fn: Callable, ctx, workers: int | None):
@@ -60,7 +84,10 @@ def process(todo, photo_fn: Callable, ctx, workers: int | None):
             yield path, digest, photo_fn(path.read_bytes(), ctx)
         return
     with freed_memory_kept():   # this process ingests photos too, then maybe other things
-        yield from _pooled(todo, photo_fn, ctx, workers)
+        try:
+            yield from _pooled(todo, photo_fn, ctx, workers)
+        finally:
+            release_buffer()   # the crop warps' photo-sized buffer (48 MB at 12 MP)
 
 
 def _pooled(todo, photo_fn: Callable, ctx, workers: int):
@@ -70,7 +97,10 @@ def _pooled(todo, photo_fn: Callable, ctx, workers: int):
     share = {"next": 0}     # the feeder has submitted, or is submitting, every index below this not taken
     failed: list[BaseException] = []
     slots = threading.Semaphore(workers - 1)   # futures not done yet, at most one per worker
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=pool_context(), initializer=_worker_init,
+    context = pool_context()
+    if context.get_start_method() == "forkserver":
+        _ensure_forkserver()
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context, initializer=_worker_init,
                              initargs=(photo_fn, ctx)) as pool:
         def feed():
             # submitting the first photos starts the workers, which waits until the forkserver has

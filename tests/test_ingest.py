@@ -4,18 +4,22 @@ reason; re-runs add photos; the sharpest of several crops is used."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
 from conftest import make_fake_run
-from physical import ingest, simulate
+from physical import ingest, markers, simulate
 from physical import layout as layout_mod
 from physical.cli import main
 from physical.workspace import read_json
@@ -298,6 +302,41 @@ def test_pool_and_one_process_give_the_same_records_and_crops(run_ws):
     assert runs[0] == runs[1]
 
 
+
+def test_pool_workers_run_the_callers_physical_whatever_the_working_directory(tmp_path):
+    """The forkserver runs `python -c`, so its sys.path starts with the working directory: from a
+    folder holding another `physical` (a checkout's root), the workers imported that one."""
+    cwd = tmp_path / "checkout"
+    (cwd / "physical").mkdir(parents=True)
+    (cwd / "physical" / "__init__.py").write_text("# another checkout's physical\n")
+    script = tmp_path / "where.py"
+    script.write_text("from concurrent.futures import ProcessPoolExecutor\nfrom physical import ingest_pool\n"
+                      "def where(_):\n    import physical\n    return physical.__file__\n"
+                      "if __name__ == '__main__':\n    ingest_pool.start_forkserver()\n"
+                      "    with ProcessPoolExecutor(1, mp_context=ingest_pool.pool_context()) as pool:\n"
+                      "        print(pool.submit(where, 0).result())\n")
+    ours = Path(ingest.__file__).resolve().parent
+    out = subprocess.run([sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ours.parent)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert Path(out.stdout.strip()).resolve() == ours / "__init__.py"
+
+
+def test_ingest_processes_ask_numpy_for_no_huge_pages():
+    """While ingest's pool runs (freed_memory_kept; keep_freed_memory in workers, for good) numpy
+    does not madvise huge pages for its large arrays (the kernel's compaction cost ~13 ms of
+    system CPU a photo while a fresh process's heap grows); afterwards the setting is back."""
+    from physical import heap
+
+    before = heap.numpy_hugepages(True)
+    assert before is not None   # numpy has the switch
+    try:
+        with heap.freed_memory_kept():
+            assert heap.numpy_hugepages(False) is False
+        assert heap.numpy_hugepages(True) is True
+    finally:
+        heap.numpy_hugepages(before)
+
 def test_ingest_json_is_readable_after_each_photo_and_indented_at_the_end(run_ws):
     from physical import records
 
@@ -318,6 +357,31 @@ def test_ingest_json_is_readable_after_each_photo_and_indented_at_the_end(run_ws
     state = ingest.ingest_run(ws, "g", workers=1)   # goes on with the other photo
     assert len(state["photos"]) == 2
     assert len(ws.ingest_path("g").read_text().splitlines()) > 100   # the last write is indented
+
+
+
+def test_small_markers_missed_by_the_fast_pass_are_found_without_the_tuned_detector(tmp_path):
+    """A whole sheet from afar (markers ~13 px on a 2000 px photo, at the fast pass's smallest
+    perimeter, so it misses some): the next pass also looks for smaller markers ("fast-small") and
+    finds every marker the tuned detector finds, at a fraction of its cost; crops within a source
+    pixel of the truth, as always."""
+    ws = make_fake_run(tmp_path, run="g", ids=("a", "b", "c", "d"), size=SIZE)
+    layout_mod.make_layout(ws, "g", image_mm=25, layout_id="5e11a11ae7c0ffee")   # 8 images, 5 mm markers; fixed ids
+    sim = simulate.simulate_run(ws, "g", preset="typical", seed=0, resolution=(2000, 1500), photos_per_page=3)
+    state = ingest.ingest_run(ws, "g", workers=1)
+    visible, recovered, wrong, errors = _score(ws, "g", sim, state)
+    assert visible == recovered and wrong == 0 and max(errors) < 1.0
+    far = [p for p in state["photos"] if p["detect_pass"] == "fast-small"]
+    assert far and all(p["status"] == "accepted" for p in far)
+    layout = read_json(ws.layout_path("g"))
+    for p in far:
+        bgr, tag = ingest.read_photo((ws.captures("g") / p["file"]).read_bytes())
+        dets, _, how = ingest.find_markers(bgr, tag, layout)
+        grey = ingest._displayed_copy(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), tag, how["scale"])
+        fast = ingest._fast_detect(grey, markers.layout_ids(layout))
+        tuned = ingest._to_full(markers.detect(grey, markers.layout_ids(layout)), how["scale"])
+        assert len(fast) < len(dets) == len(tuned)   # the fast pass alone missed markers
+        assert sorted(d.id for d in dets) == [d.id for d in tuned]   # and found all the tuned detector finds
 
 
 def test_harsh_fails_some_photos_honestly_and_never_wrongly(run_ws):

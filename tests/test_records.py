@@ -75,6 +75,34 @@ def test_writer_refuses_an_invalid_record(tmp_path):
     assert not ws.metrics_path("t").exists()
 
 
+
+def test_rewriter_writes_the_bytes_write_does_and_validates_what_is_new(tmp_path):
+    """records.Rewriter (ingest.json after every photo) encodes only new or changed items, yet every
+    rewrite is byte for byte records.write(compact=True)'s, in its key order (fields, then extras),
+    "used" flips included; a bad new item is refused and nothing is written."""
+    ws = Workspace(tmp_path)
+    path = records.INGEST.path(ws, "t")
+    state = {"schema": 1, "run": "t", "layout_sha256": "ab", "crop_rule": "r \u00e9", "photos": [], "crops": [],
+             "sessions": []}
+    rw = records.Rewriter(records.INGEST, ws, "t", ("photos", "crops"), watch=("used",))
+    for n in range(4):
+        state["photos"].append({"file": f"photos/p{n}.jpg", "sha256": f"{n:x}", "status": "accepted",
+                                "pages": [1], "reason": None, "slots_found": 2, "seconds": 0.1 * n})
+        state["crops"] += [{"image_id": i, "variant": "clean", "file": f"crops/{i}/clean-{n}.png",
+                            "photo": f"photos/p{n}.jpg", "photo_sha256": f"{n:x}", "sharpness": n + 0.5,
+                            "homography_mm_to_px": [[1.0, 0.0, n], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+                            "used": False} for i in ("a", "b")]
+        for c in state["crops"]:
+            c["used"] = c["photo"] == f"photos/p{n}.jpg"   # the newest photo's crops are used
+        rw.write(state)
+        mine = path.read_bytes()
+        records.write(records.INGEST, ws, "t", state, compact=True)
+        assert mine == path.read_bytes()
+    state["photos"].append({"file": "photos/bad.jpg", "sha256": "ff", "status": "maybe"})
+    with pytest.raises(Exception, match="status"):
+        rw.write(state)
+    assert path.read_bytes() == mine
+
 def test_json_schemas_cover_every_run_file():
     schemas = records.json_schemas()
     assert set(schemas) == {"manifest.json", "layout.json", "simulated.json", "ingest.json", "metrics.json",
