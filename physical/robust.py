@@ -61,8 +61,10 @@ def check_same_channel(run: str, name: str, before: dict, now: dict) -> None:
 
     then, new = channel_identity(before), channel_identity(now)
     if then is not None and new is not None and then != new:
+        ref = before["channel"].get("profile")
+        again = f"--channel {ref.get('path') if then[0] == 'profile' else then[1]}"   # what continues it
         raise PhysicalError(f"run {run!r} made {name} through another channel ({then[0]} {then[1]} vs "
-                            f"{new[0]} {new[1]}); use --force, or another --run")
+                            f"{new[0]} {new[1]}); continue it with {again}, or use --force, or another --run")
 
 
 def plan(options, table) -> Plan:

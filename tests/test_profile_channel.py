@@ -173,6 +173,7 @@ def test_craft_through_a_profile_end_to_end(tmp_path, cached_model, profile_path
     assert ws.manifest_path("r").read_text() == before
     other = run_cli(tmp_path, *args[:-1], "typical")         # the same run through another channel: refused
     assert other.exit_code == 1 and "through another channel (profile" in other.output, other.output
+    assert f"continue it with --channel {profile_path}" in other.output, other.output
     for stage in (["layout", "--run", "r"],
                   ["simulate", "--run", "r", "--profile", str(profile_path), "--resolution", "1600x1200"],
                   ["ingest", "--run", "r"], ["evaluate", "--run", "r"]):

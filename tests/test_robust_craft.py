@@ -102,3 +102,18 @@ def test_manifest_records_the_default_eot_steps_and_channel():
     info = {"index": 924, "wnid": "n07583066", "name": "guacamole"}
     aimed = robust.settings(base, options, robust.Plan(924, info, Channel(options.channel)))["eot-to924"]
     assert aimed["steps"] == {"4": 4 * atk.paper_steps(4), "16": 80} and "targeted" in aimed["steps_rule"]
+
+
+def test_a_run_crafted_through_typical_resumes_only_through_typical(tmp_path, cached_model):
+    # runs crafted before the default became phone: resuming with the defaults is refused in one
+    # line that says how to continue, and nothing crafted is touched
+    args = ["craft", "--images", "demo:coffee", "--run", "r", "--attacks", "eot", "--eps", "2",
+            "--eot-samples", "1", "--eot-steps", "1"]
+    assert run_cli(tmp_path, *args, "--channel", "typical").exit_code == 0
+    before = (tmp_path / "printouts/r/manifest.json").read_text()
+    result = run_cli(tmp_path, *args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ("through another channel (preset typical vs preset phone); continue it with --channel typical"
+            in result.output), result.output
+    assert (tmp_path / "printouts/r/manifest.json").read_text() == before
+    assert run_cli(tmp_path, *args, "--channel", "typical").exit_code == 0
