@@ -65,7 +65,10 @@ def _ensure_forkserver() -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(physical.__file__)))
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTHONSAFEPATH")}
     os.environ["PYTHONSAFEPATH"] = "1"
-    os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [saved["PYTHONPATH"]])])
+    if os.path.basename(root) not in ("site-packages", "dist-packages"):
+        # a checkout or a PYTHONPATH folder; an installed physical is found without it (and putting
+        # site-packages ahead of the standard library could shadow it)
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [saved["PYTHONPATH"]])])
     try:
         forkserver.ensure_running()   # spawns the server here, with this environment, if it is not running
     finally:
