@@ -1,6 +1,6 @@
 """Feasibility of torch.compile (inductor, CPU) for the EOT channel's forward + backward (issue 12, "Cost").
 
-    python benchmarks/eot_compile.py [--part graphs,speed,numerics,shapes,coldwarm] [--channel phone]
+    python benchmarks/eot_compile.py [--part graphs,speed,numerics,shapes,recompiles,coldwarm] [--channel phone]
                                      [--threads 2] [--repeats 5] [--stages]
 
 The channel's θ and passes are eot_speed's: 4 images × K = 8 samples (each image's own numpy stream),
@@ -14,6 +14,8 @@ in passes of `attacks.EOT_CPU_CHUNK` samples through `theta_rows`, at 224 px, mo
             fixed random one), share of output pixels off by > 0.5 level; compiled twice → bitwise equal?
   shapes    the (batch, PSF size) pairs a craft's passes take (each a recompile with dynamic=False),
             for a few craft set-ups, from θ drawn as craft draws it (no channel run)
+  recompiles  typical's passes of four PSF sizes and a short last chunk: graphs compiled, first-call and
+            warm times, with dynamic=False and dynamic=None (automatic dynamic shapes)
   coldwarm  compile time of the first forward + backward in a fresh process with an empty
             TORCHINDUCTOR_CACHE_DIR (cold), then in a second fresh process reusing it (warm)
 
@@ -73,8 +75,39 @@ def rounds(fns: dict, repeats: int) -> dict:
     return out
 
 
-def compiled(channel):
-    return torch.compile(channel, dynamic=False)
+def compiled(channel, dynamic=False):
+    return torch.compile(channel, dynamic=dynamic)
+
+
+# "compiled, warp + blur eager": physical.channel's warp and blur behind torch.compiler.disable while
+# KEEP_EAGER is on (dynamo guards on the flag, so each compiled channel keeps its own graphs); eager
+# maths unchanged either way
+KEEP_EAGER = {"on": False}
+
+
+def _switchable(fn):
+    off = torch.compiler.disable(fn)
+
+    def call(*a):
+        return off(*a) if KEEP_EAGER["on"] else fn(*a)
+    return call
+
+
+def install_switches():
+    import physical.channel as pc
+    if not getattr(pc, "_eot_compile_switches", False):
+        pc.warp, pc.blur, pc._eot_compile_switches = _switchable(pc.warp), _switchable(pc.blur), True
+
+
+def partly(fn):
+    """fn run with warp and blur kept eager."""
+    def run(*a):
+        KEEP_EAGER["on"] = True
+        try:
+            return fn(*a)
+        finally:
+            KEEP_EAGER["on"] = False
+    return run
 
 
 def part_graphs(args):
@@ -104,7 +137,9 @@ def part_speed(args):
             v = xs.detach().requires_grad_(True)
             torch.autograd.grad(F.cross_entropy(model(v), ys[:len(v)], reduction="sum"), v)
 
-    fns = {"model": model_fb, "eager": lambda: fb(ch, parts), "compiled": (lambda c: lambda: fb(c, parts))(compiled(ch))}
+    install_switches()
+    fns = {"model": model_fb, "eager": lambda: fb(ch, parts), "compiled": (lambda c: lambda: fb(c, parts))(compiled(ch)),
+           "compiled, warp+blur eager": (lambda c: partly(lambda: fb(c, parts)))(compiled(ch))}
     if args.stages:
         for s in STAGES:
             sc = Channel(args.channel, stages=(s,))
@@ -166,6 +201,48 @@ def part_shapes(args):
               f"{sorted(seen)}")
 
 
+def part_recompiles(args):
+    """Typical's passes with PSFs of 11-17 px, then a last chunk of 2 samples: compilations and first-call
+    seconds with dynamic=False and with dynamic=None (torch's default: a shape seen changing is made
+    symbolic on the recompile), and each graph's warm f+b against eager."""
+    from torch._dynamo.utils import counters
+
+    ch = Channel("typical")
+    by_k, seed = {}, 0
+    while len(by_k) < 4 and seed < 40:
+        for xs, th in passes(ch, seed=seed):
+            by_k.setdefault(th.kernel.shape[-1], (xs, th))
+        seed += 1
+    ks = sorted(by_k)
+    xs, th = by_k[ks[0]]
+    shapes = [by_k[k] for k in ks] + [(xs[:2], theta_rows(th, 0, 2))]
+    names = [f"4@{k}" for k in ks] + [f"2@{ks[0]}"]
+    for dyn in (False, None):
+        torch._dynamo.reset()
+        counters.clear()
+        c = compiled(ch, dynamic=dyn)
+        first = []
+        for p in shapes:
+            t = time.perf_counter()
+            fb(c, [p])
+            first.append(time.perf_counter() - t)
+        warm = {n: [] for n in names}
+        eager = {n: [] for n in names}
+        for _ in range(args.repeats):
+            for n, p in zip(names, shapes):
+                t = time.perf_counter()
+                fb(c, [p])
+                warm[n].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                fb(ch, [p])
+                eager[n].append(time.perf_counter() - t)
+        print(f"[recompiles] typical, dynamic={dyn}: {counters['stats']['unique_graphs']} graphs compiled for "
+              f"{len(shapes)} shapes (batch@PSF px); first call s: "
+              + ", ".join(f"{n} {t:.1f}" for n, t in zip(names, first)))
+        print("  warm f+b ms, compiled / eager (min): "
+              + ", ".join(f"{n} {1000 * min(warm[n]):.1f} / {1000 * min(eager[n]):.1f}" for n in names))
+
+
 CHILD = r"""
 import json, sys, time, numpy as np, torch
 sys.path.insert(0, {bench!r})
@@ -204,7 +281,7 @@ def part_coldwarm(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", default="graphs,speed,numerics,shapes,coldwarm")
+    ap.add_argument("--part", default="graphs,speed,numerics,shapes,recompiles,coldwarm")
     ap.add_argument("--channel", default=DEFAULT_CHANNEL)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
