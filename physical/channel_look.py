@@ -163,9 +163,22 @@ def _blur(c: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     k = _gauss1d(sigma).repeat_interleave(C, 0)                               # (B·C)×t
     r = k.shape[1] // 2
     flat = c.reshape(1, B * C, h, w)
-    flat = F.conv2d(F.pad(flat, (r, r, 0, 0), mode="replicate"), k.view(B * C, 1, 1, -1), groups=B * C)
-    flat = F.conv2d(F.pad(flat, (0, 0, r, r), mode="replicate"), k.view(B * C, 1, -1, 1), groups=B * C)
+    flat = F.conv2d(_pad_edges(flat, r, -1), k.view(B * C, 1, 1, -1), groups=B * C)
+    flat = F.conv2d(_pad_edges(flat, r, -2), k.view(B * C, 1, -1, 1), groups=B * C)
     return flat.view(B, C, h, w)
+
+
+def _pad_edges(t: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """t's edge rows (dim −2) or columns (dim −1) repeated r times on both sides: F.pad replicate.
+    Under torch.compile the same values by cat, as inductor's (torch 2.14) meta kernel for
+    replication_pad2d_backward asserts on the channels-last strides it picks here
+    (benchmarks/eot_compile.py); eager keeps F.pad, so its results are unchanged."""
+    if not torch.compiler.is_compiling():
+        return F.pad(t, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="replicate")
+    n = t.shape[dim]
+    size = list(t.shape)
+    size[dim] = r
+    return torch.cat([t.narrow(dim, 0, 1).expand(size), t, t.narrow(dim, n - 1, 1).expand(size)], dim)
 
 
 def _chroma_change(y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

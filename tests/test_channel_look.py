@@ -137,3 +137,20 @@ def test_chroma_denoising_inside_the_jpeg_is_the_same_as_before_it():
     # the same denoising up to the extra bilinear up + 2×2 down of doing it before (which blurs a bit more)
     assert (inside - before).abs().mean() < 0.3 * (plain - before).abs().mean()
     assert look.chroma_filter(torch.tensor(np.tile(look.IDENTITY, (2, 1)))) is None
+
+
+def test_edge_padding_under_compile_is_replicate_padding():
+    """`_pad_edges`'s branch for torch.compile (cat of the edge rows: inductor's replication-pad backward
+    fails on the strides it picks) pads and back-propagates as F.pad replicate. aot_eager traces as
+    torch.compile does without building C++ kernels."""
+    g = torch.Generator().manual_seed(3)
+    t = torch.rand(1, 6, 9, 11, generator=g, dtype=torch.float64)
+    wide, tall = (torch.rand(1, 6, *s, generator=g, dtype=torch.float64) for s in ((9, 17), (15, 11)))
+    for dim, pad, w in ((-1, (3, 3, 0, 0), wide), (-2, (0, 0, 3, 3), tall)):
+        torch._dynamo.reset()
+        traced = torch.compile(lambda v, d=dim: look._pad_edges(v, 3, d), backend="aot_eager")
+        a, b = t.clone().requires_grad_(True), t.clone().requires_grad_(True)
+        out, ref = traced(a), torch.nn.functional.pad(b, pad, mode="replicate")
+        assert torch.equal(out, ref)
+        (ga,), (gb,) = torch.autograd.grad(out, a, w), torch.autograd.grad(ref, b, w)
+        assert torch.allclose(ga, gb, rtol=0, atol=1e-12)

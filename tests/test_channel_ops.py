@@ -156,3 +156,15 @@ def test_phone_channel_through_fft_blur_is_the_direct_one(monkeypatch):
     direct = value_and_grad(lambda v: ch(v, theta), x)
     assert torch.allclose(fft[0], direct[0], atol=2e-3, rtol=0), (fft[0] - direct[0]).abs().max()
     assert torch.allclose(fft[1], direct[1], atol=1e-4 * direct[1].abs().max(), rtol=0)
+
+
+def test_inside_under_compile_is_the_eager_mask():
+    """`inside`'s branch for torch.compile (a comparison-free expression: inductor stores bool masks
+    slowly) gives the eager mask, bounds and values just beside them included. aot_eager traces as
+    torch.compile does (is_compiling() is true) without building C++ kernels."""
+    u = torch.cat([images(2, 8).flatten(), torch.tensor([0.0, 255.0, -1e-3, 255.001, 1e-6, 254.9999, 1e-4, 1.0])])
+    torch._dynamo.reset()
+    traced = torch.compile(lambda v: ops.inside(v, 0.0, 255.0), backend="aot_eager")
+    assert torch.equal(traced(u), ops.inside(u, 0.0, 255.0))
+    assert torch.equal(torch.compile(lambda v: ops.inside(v, 1e-4, 1.0), backend="aot_eager")(u / 255),
+                       ops.inside(u / 255, 1e-4, 1.0))
