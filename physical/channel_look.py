@@ -36,7 +36,7 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 
-from physical.channel_ops import LUMA, MAX_KERNEL, inside   # cv2's BT.601 weights (RGB); the PSFs' cut
+from physical.channel_ops import LUMA, MAX_KERNEL, compiling, inside   # cv2's BT.601 weights (RGB); the PSFs' cut
 
 KEYS = ("sharpen_amount", "sharpen_sigma_px", "ccm_crosstalk", "ccm_saturation", "tone_contrast",
         "chroma_denoise_px")
@@ -173,7 +173,7 @@ def _pad_edges(t: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     Under torch.compile the same values by cat, as inductor's (torch 2.14) meta kernel for
     replication_pad2d_backward asserts on the channels-last strides it picks here
     (benchmarks/eot_compile.py); eager keeps F.pad, so its results are unchanged."""
-    if not torch.compiler.is_compiling():
+    if not compiling():
         return F.pad(t, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="replicate")
     n = t.shape[dim]
     size = list(t.shape)

@@ -25,13 +25,17 @@ LUMA = (0.299, 0.587, 0.114)         # cv2.COLOR_BGR2GRAY, in RGB order; JFIF's 
 MAX_KERNEL = 25                      # point-spread functions are cut to this many pixels across
 
 
+# torch.compiler.is_compiling is torch >= 2.3; setup.cfg allows 2.1, where nothing here is compiled
+compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+
+
 def inside(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """1.0 where lo < u < hi, else 0.0 (u's dtype): where u.clamp(lo, hi) passes gradient in torch.
     In-place comparisons on float copies: a third of the cost of bool masks and a bool × float multiply.
     Under torch.compile the same values without comparisons: inductor (torch 2.14) saves comparison
     results for the backward as bool bytes, written by a scalar loop (~8 ms per 4×3×224² mask pair;
     benchmarks/eot_compile.py)."""
-    if torch.compiler.is_compiling():
+    if compiling():
         return (torch.sign(u - lo) * torch.sign(hi - u)).clamp_min(0.0)
     return u.clone().gt_(lo).mul_(u.clone().lt_(hi))
 
