@@ -56,7 +56,7 @@ from torch import nn
 
 from physical import channel_look, geometry
 from physical.channel_ops import (_RGB_TO_YCC, _YCC_TO_RGB, LUMA, MAX_KERNEL, _dct2, blur, clamp,  # noqa: F401
-                                  inside, jpeg, light_gain, quant_tables, warp)
+                                  inside, jpeg, light_gain, quadratic_form, quant_tables, warp)
 from physical.errors import PhysicalError
 from physical.presets import CHANNEL_TABLES, PRESETS
 
@@ -370,16 +370,9 @@ def _psf(A: np.ndarray, defocus_px: np.ndarray, ink_px: np.ndarray, motion_px: n
     t = (np.arange(steps) + 0.5) / steps - 0.5   # midpoints: the line's variance |m|²/12 (1 − 1/steps²)
     prec = np.linalg.inv(cov)                                          # B×2×2
     d = grid[None, None] - t[None, :, None, None, None] * m[:, None, None, None, :]   # B×T×k×k×2
-    q = _quadratic(d, prec[:, None, None, None])
+    q = quadratic_form(d, prec[:, None, None, None])
     k = np.exp(-0.5 * q).sum(axis=1)
     return k / k.sum(axis=(1, 2), keepdims=True)
-
-
-def _quadratic(d: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """dᵀ·P·d over the last axis (2) of d, P (…×2×2, symmetric) broadcast against d's leading axes:
-    the quadratic form written out (a quarter of the cost of the three-operand einsum)."""
-    dx, dy = d[..., 0], d[..., 1]
-    return P[..., 0, 0] * dx * dx + (P[..., 0, 1] + P[..., 1, 0]) * dx * dy + P[..., 1, 1] * dy * dy
 
 
 def repeat(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -36,7 +36,7 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 
-from physical.channel_ops import LUMA, MAX_KERNEL, compiling, inside   # cv2's BT.601 weights (RGB); the PSFs' cut
+from physical.channel_ops import LUMA, MAX_KERNEL, compiling, inside, quadratic_form   # cv2's BT.601 weights (RGB); the PSFs' cut
 
 KEYS = ("sharpen_amount", "sharpen_sigma_px", "ccm_crosstalk", "ccm_saturation", "tone_contrast",
         "chroma_denoise_px")
@@ -86,8 +86,7 @@ def sharpen_kernels(kernel: np.ndarray, A: np.ndarray, sharpen: np.ndarray) -> n
     g = int(max(1, math.ceil(reach.max())))
     u = np.arange(-g, g + 1, dtype=np.float64)
     grid = np.stack(np.meshgrid(u, u, indexing="xy"), -1)                # (2g+1)²×2, (x, y)
-    P = np.linalg.inv(cov)[:, None, None]
-    q = P[..., 0, 0] * grid[..., 0] ** 2 + 2 * P[..., 0, 1] * grid[..., 0] * grid[..., 1] + P[..., 1, 1] * grid[..., 1] ** 2
+    q = quadratic_form(grid, np.linalg.inv(cov)[:, None, None])
     G = np.exp(-0.5 * q)
     G /= G.sum(axis=(1, 2), keepdims=True)
     big = np.pad(kernel, ((0, 0), (g, g), (g, g)))                       # k + 2g: room for G ⊛ PSF

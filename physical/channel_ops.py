@@ -25,6 +25,14 @@ LUMA = (0.299, 0.587, 0.114)         # cv2.COLOR_BGR2GRAY, in RGB order; JFIF's 
 MAX_KERNEL = 25                      # point-spread functions are cut to this many pixels across
 
 
+def quadratic_form(d: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """dᵀ·P·d over the last axis (2) of d, P (…×2×2, symmetric) broadcast against d's leading axes:
+    the quadratic form written out (a quarter of the cost of the three-operand einsum). The
+    point-spread functions' Gaussian exponents (channel._psf, channel_look.sharpen_kernels)."""
+    dx, dy = d[..., 0], d[..., 1]
+    return P[..., 0, 0] * dx * dx + (P[..., 0, 1] + P[..., 1, 0]) * dx * dy + P[..., 1, 1] * dy * dy
+
+
 # torch.compiler.is_compiling is torch >= 2.3; setup.cfg allows 2.1, where nothing here is compiled
 compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 
