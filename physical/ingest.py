@@ -214,13 +214,12 @@ def find_markers(bgr: np.ndarray, tag: int, layout: dict, detect_long_side: int 
         small_markers = 4 * side < SMALL_PERIMETER_RATIO * _fast_parameters().minMarkerPerimeterRate * max(small.shape)
         if small_markers:
             how["pass"] = "fast-small"
-        if scale < 1.0 and side < TARGET_SIDE:  # markers small in the copy: look with more pixels
+        larger = scale < 1.0 and side < TARGET_SIDE   # markers small in the copy: look with more pixels
+        if larger:
             scale = min(1.0, scale * TARGET_SIDE / side)
             small = _displayed_copy(grey, tag, scale)
             how["scale"] = scale
-            dets = _fast_detect(small, ids, small_markers)
-            ident = markers.identify(dets, layout)
-        elif small_markers:
+        if larger or small_markers:
             dets = _fast_detect(small, ids, small_markers)
             ident = markers.identify(dets, layout)
         if dets and not complete(ident, dets):

@@ -61,18 +61,18 @@ def warp_bgra(bgr: np.ndarray, W: np.ndarray, size: tuple[int, int]) -> np.ndarr
     """`warp_bgr`, before the alpha channel is dropped: (h, w, 4), its first three channels the
     warp's, the fourth meaningless (a caller that area-reduces the crop drops it after that,
     on fewer pixels; reducing is per channel too)."""
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    def warp(image):
+        return cv2.warpPerspective(image, W, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                   borderMode=cv2.BORDER_REPLICATE)
+
     box = _read_box(W, size, bgr.shape[:2])
-    if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3 or box is None:
-        out = cv2.warpPerspective(bgr, W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        return cv2.cvtColor(out, cv2.COLOR_BGR2BGRA)
-    x0, y0, x1, y1 = box
-    view = _buffer(bgr.shape[:2])[y0:y1, x0:x1]
-    done = cv2.cvtColor(bgr[y0:y1, x0:x1], cv2.COLOR_BGR2BGRA, dst=view)
-    if done.ctypes.data != view.ctypes.data:   # OpenCV wrote elsewhere (never seen): no shortcut
-        out = cv2.warpPerspective(bgr, W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        return cv2.cvtColor(out, cv2.COLOR_BGR2BGRA)
-    return cv2.warpPerspective(_BUFFER["bgra"], W, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    if bgr.dtype == np.uint8 and bgr.ndim == 3 and bgr.shape[2] == 3 and box is not None:
+        x0, y0, x1, y1 = box
+        view = _buffer(bgr.shape[:2])[y0:y1, x0:x1]
+        done = cv2.cvtColor(bgr[y0:y1, x0:x1], cv2.COLOR_BGR2BGRA, dst=view)
+        if done.ctypes.data == view.ctypes.data:   # else OpenCV wrote elsewhere (never seen): no shortcut
+            return warp(_BUFFER["bgra"])
+    return cv2.cvtColor(warp(bgr), cv2.COLOR_BGR2BGRA)
 
 
 def warp_bgr(bgr: np.ndarray, W: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -374,7 +374,6 @@ def write(kind: Kind, ws: Workspace, run: str, record: FileRecord | dict, compac
     return path
 
 
-
 class Rewriter:
     """`write(kind, ws, run, record, compact=True)` for a file rewritten after every step while
     its lists grow (ingest.json after every photo): the same bytes, but an item of `lists` written
@@ -402,6 +401,7 @@ class Rewriter:
                                   if k in self.lists else enc(v)) for k, v in dumped.items()]
         atomic_write_text(self.path, "{" + ", ".join(parts) + "}\n")
         return self.path
+
 
 def json_schemas() -> dict[str, dict]:
     """JSON Schema of every run file, for docs/internals.md."""
