@@ -2,6 +2,7 @@
 
     python benchmarks/eot_speed.py [--batch 4] [--samples 8] [--repeats 5] [--channel phone]
                                    [--threads 2] [--chunks 2,4,8,16,32] [--against DIR] [--plain-heap]
+                                   [--arch resnet50]
 
 One EOT step = `attacks.eot_gradient`: θ drawn for N·K samples, T(x; θ), the model's forward and
 backward on all N·K (in passes of `attacks.EOT_CPU_CHUNK` samples on CPU). K BIM steps = K
@@ -14,6 +15,9 @@ the other (interleaved, so load that comes and goes hits them alike); medians. W
 CPU seconds of this process (time.process_time: less sensitive to other processes; with several
 threads it also counts their spinning). Ratios are medians of per-round ratios.
 --chunks: the model's forward + backward per image at those batch sizes (what EOT_CPU_CHUNK rests on).
+--arch NAME: another model's cost instead of the default model's (a timm architecture at random
+weights: the cost of a pass does not depend on the weights, and nothing may be downloaded). The
+channel's cost per sample is the same whatever the model; the ratio is not (docs/robust.md, "Cost").
 Everything runs inside `physical.heap.large_heap()`, as craft crafts on CPU (without it, glibc maps
 and zeroes the model's large activations afresh on every pass: BIM then pays ~70,000 page faults per
 K steps and EOT, whose channel's tensors are smaller, far fewer, which flatters the ratio: 1.24 plain
@@ -75,6 +79,18 @@ def load_version(folder: str):
     return mods["channel"], mods["attacks"]
 
 
+def random_model(arch: str):
+    """A timm architecture with random weights, wrapped as physical wraps a model (BatchNorm folded,
+    224 px): the same cost per pass as the trained model, which no test here may download."""
+    import timm
+
+    from physical.models import IMAGENET_MEAN, IMAGENET_STD, Classifier
+
+    return Classifier(timm.create_model(arch, pretrained=False), spec=f"random:{arch}", arch=arch, input_size=224,
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875, interpolation="bilinear",
+                      weights_sha256="")
+
+
 def med(v) -> float:
     return float(np.median(v))
 
@@ -86,6 +102,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--channel", default=DEFAULT_CHANNEL, help="the channel's table (craft --channel; default craft's)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", default="", help="time another model's cost instead of the default model's: a timm "
+                    "architecture at random weights (timing only; the channel's cost does not depend on the model)")
     ap.add_argument("--chunks", default="", help="comma-separated batch sizes for the model's per-image cost")
     ap.add_argument("--against", default="", help="folder with another version's channel.py (+ channel_ops.py) and attacks.py")
     ap.add_argument("--plain-heap", action="store_true", help="glibc's default malloc thresholds, not craft's large_heap")
@@ -97,7 +115,8 @@ def main() -> None:
 def measure(args) -> None:
     torch.set_num_threads(args.threads)
     n, k = args.batch, args.samples
-    model = load_model("default").to(memory_format=torch.channels_last)   # as craft runs it
+    model = (load_model("default") if not args.arch else random_model(args.arch)
+             ).to(memory_format=torch.channels_last)   # as craft runs it
     items = demo_items()
     x = torch.from_numpy(np.stack([load_image(items[i % len(items)].path, 224, 256) for i in range(n)])
                          ).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
@@ -105,7 +124,7 @@ def measure(args) -> None:
     channel = Channel(args.channel)
     rngs = [np.random.default_rng([0, i]) for i in range(n)]
     chunk = atk.EOT_CPU_CHUNK
-    print(f"batch {n} images, K = {k}, channel {args.channel}, {torch.get_num_threads()} threads, "
+    print(f"model {model.arch}, batch {n} images, K = {k}, channel {args.channel}, {torch.get_num_threads()} threads, "
           f"EOT passes of {chunk} samples, {args.repeats} rounds, {'plain heap' if args.plain_heap else 'large_heap'}")
 
     before = load_version(args.against) if args.against else None
