@@ -145,13 +145,15 @@ def main() -> None:
                 continue
             if png.get("target") is None:
                 print(f"  {v:<16} digital success {_pct(1 - png['adv_top1'])}, photo top-1 {_pct(photo['adv_top1'])} "
-                      f"(clean {_pct(photo['clean_top1'])}), destruction {_pct(photo['destruction_top1'])} "
+                      f"(clean {_pct(photo['clean_top1'])}, digital {_pct(photo.get('digital_clean_top1'))}), "
+                      f"destruction {_pct(photo['destruction_top1'])} "
                       f"{_ci(photo.get('destruction_top1_ci'))}(n = {photo['destruction_n']})")
             else:
                 print(f"  {v:<16} targeted success digital {_pct(png['targeted_success_digital'])}, photo "
                       f"{_pct(photo['targeted_success'])}, survival {_pct(photo['targeted_survival'])} "
                       f"{_ci(photo.get('targeted_survival_ci'))}"
-                      f"(n = {photo['targeted_survival_n']})")
+                      f"(n = {photo['targeted_survival_n']}; clean photo top-1 {_pct(photo['clean_top1'])}, "
+                      f"digital {_pct(photo.get('digital_clean_top1'))})")
     print(f"workspace: {root}")
 
 
