@@ -2,8 +2,8 @@
 
     python benchmarks/eot_survival.py [--n 40] [--samples 8] [--steps N] [--target 924]
                                       [--channel typical|broad] [--threads 2] [--batch 8]
-                                      [--presets typical,mild,harsh,unseen] [--photos-per-page 2]
-                                      [--keep DIR]
+                                      [--presets typical,mild,harsh,unseen,pdfcam] [--photos-per-page 2]
+                                      [--seed 1] [--pdfcam-set NAME=JSON ...] [--keep DIR]
 
 Real photos (benchmarks/photoset.py; labels: the model's clean top-1, so every image starts
 right) are crafted with the real `physical craft` code: bim,eot untargeted, then bim,eot
@@ -11,7 +11,11 @@ targeted to --target (images of that class skipped); laid out (A4, 40 mm), photo
 `physical simulate` with each preset in turn, ingested and evaluated. `unseen` is a printer
 and phone of the benchmark's own (benchmarks/unseen_camera.py: other ranges, then another
 phone's processing — colour matrix, S-curve, chroma denoising, sharpening, JPEG again), standing
-for the issue's checkers' simulator, which the channel never draws from. Prints per preset:
+for the issue's checkers' simulator, which the channel never draws from. `pdfcam` does not call
+simulate at all: benchmarks/pdf_camera.py, a printer and phone written blind to the channel and
+simulator (its own halftones, inks, paper, desk, light, optics, raw noise, ISP and JPEG), prints
+and photographs the run's PDF itself into ROOT/pdfcam-photos (--pdfcam-set pins one of its
+RANGES, e.g. laser_p=1 for lasers only), which ingest then reads. Prints per preset:
 digital success and photo destruction rate (untargeted), targeted success digital / photo and
 survival, with 95 % intervals, and the perturbation's L∞, mean |δ| and L2 (levels). Asserts nothing.
 
@@ -33,6 +37,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
+import pdf_camera  # noqa: E402
 import photoset  # noqa: E402
 import unseen_camera  # noqa: E402
 
@@ -64,6 +69,9 @@ def main() -> None:
     ap.add_argument("--channel", default=DEFAULT_CHANNEL, help="the EOT channel's table (craft --channel)")
     ap.add_argument("--part", choices=("both", "untargeted", "targeted"), default="both",
                     help="craft only one half (two processes can then share a machine's cores)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the photos (simulate's, or pdf_camera's)")
+    ap.add_argument("--pdfcam-set", action="append", default=[], metavar="NAME=JSON",
+                    help="pdfcam: override one of benchmarks/pdf_camera.py's RANGES (repeatable)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", default=None, help="workspace folder, kept; an existing one is resumed "
@@ -108,17 +116,28 @@ def main() -> None:
     lay = layout_mod.make_layout(ws, "r", force=True).layout   # force: a --keep folder is laid out again
     for preset in args.presets.split(","):
         photos = None
-        if preset == unseen_camera.NAME:   # another printer + phone: its own ranges, then its own ISP
-            unseen_camera.register()
-        simulate.simulate_run(ws, "r", preset=preset, photos_per_page=args.photos_per_page, seed=1, force=True)
-        if preset == unseen_camera.NAME:
-            photos = os.path.join(root, "unseen-photos")
+        t_photo = time.perf_counter()
+        if preset == pdf_camera.NAME:      # a printer + phone of the benchmark's own; simulate is not called
+            photos = os.path.join(root, "pdfcam-photos")
             shutil.rmtree(photos, ignore_errors=True)
-            unseen_camera.develop_folder(str(ws.captures("r") / "photos"), photos, seed=1)
+            pdf_camera.photograph_pdf(ws.pdf_path("r"), photos, photos_per_page=args.photos_per_page,
+                                      seed=args.seed, ranges=pdf_camera._parse_set(args.pdfcam_set))
+        else:
+            if preset == unseen_camera.NAME:   # another printer + phone: its own ranges, then its own ISP
+                unseen_camera.register()
+            simulate.simulate_run(ws, "r", preset=preset, photos_per_page=args.photos_per_page, seed=args.seed,
+                                  force=True)
+            if preset == unseen_camera.NAME:
+                photos = os.path.join(root, "unseen-photos")
+                shutil.rmtree(photos, ignore_errors=True)
+                unseen_camera.develop_folder(str(ws.captures("r") / "photos"), photos, seed=args.seed)
+        t_photo = time.perf_counter() - t_photo
         state = ingest.ingest_run(ws, "r", photos, workers=2, force=True)
         doc = evaluate.evaluate(ws, "r", progress=False)
-        print(f"simulate {preset} ({len(lay['pages'])} pages × {args.photos_per_page} photos; "
-              f"{state['summary']['recovered']} of {state['summary']['printed']} printed images recovered):")
+        label = "pdf_camera" if preset == pdf_camera.NAME else "simulate"
+        print(f"{label} {preset} ({len(lay['pages'])} pages × {args.photos_per_page} photos in {t_photo:.0f} s, "
+              f"seed {args.seed}; {state['summary']['recovered']} of {state['summary']['printed']} printed images "
+              f"recovered):")
         rows = {(r["variant"], r["stage"]): r for r in doc["rows"] if r["subset"] == "average"}
         for v in [v for v in manifest["variants"] if v != "clean"]:
             png, photo = rows.get((v, "png")), rows.get((v, "photo"))
@@ -126,13 +145,15 @@ def main() -> None:
                 continue
             if png.get("target") is None:
                 print(f"  {v:<16} digital success {_pct(1 - png['adv_top1'])}, photo top-1 {_pct(photo['adv_top1'])} "
-                      f"(clean {_pct(photo['clean_top1'])}), destruction {_pct(photo['destruction_top1'])} "
+                      f"(clean {_pct(photo['clean_top1'])}, digital {_pct(photo.get('digital_clean_top1'))}), "
+                      f"destruction {_pct(photo['destruction_top1'])} "
                       f"{_ci(photo.get('destruction_top1_ci'))}(n = {photo['destruction_n']})")
             else:
                 print(f"  {v:<16} targeted success digital {_pct(png['targeted_success_digital'])}, photo "
                       f"{_pct(photo['targeted_success'])}, survival {_pct(photo['targeted_survival'])} "
                       f"{_ci(photo.get('targeted_survival_ci'))}"
-                      f"(n = {photo['targeted_survival_n']})")
+                      f"(n = {photo['targeted_survival_n']}; clean photo top-1 {_pct(photo['clean_top1'])}, "
+                      f"digital {_pct(photo.get('digital_clean_top1'))})")
     print(f"workspace: {root}")
 
 
