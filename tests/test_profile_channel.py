@@ -84,12 +84,14 @@ def test_channel_colours_match_simulate_with_the_profile(profile_path, tmp_path,
     ws = make_fake_run(tmp_path, run="f", ids=ids, variants=("clean",), size=64)
     for image_id, colour in zip(ids, FLATS):
         replace_png(ws, "f", image_id, "clean", np.full((64, 64, 3), colour, np.uint8))
-    layout_mod.make_layout(ws, "f", image_mm=30)
+    # a fixed layout id (its marker ids): a random one made this colour test depend on whether every marker
+    # of three 1600 x 1200 photos is found (once in a fresh-venv run of the suite, 0 of 30 random ids since)
+    layout_mod.make_layout(ws, "f", image_mm=30, layout_id="c0101a57ab1e0042")
     simulate.simulate_run(ws, "f", preset="steady-light", photos_per_page=3, resolution=(1600, 1200), seed=1,
                           profile=profile_path)
-    ingest.ingest_run(ws, "f")
+    state = ingest.ingest_run(ws, "f")
     crops = crop_centre_colours(ws, "f")
-    assert all(len(crops[i]) == 3 for i in ids)
+    assert all(len(crops.get(i, [])) == 3 for i in ids), (state["summary"], {i: len(crops.get(i, [])) for i in ids})
     photographed = np.array([np.mean(crops[i], 0) for i in ids])
     g = Geometry(image_mm=read_json(ws.layout_path("f"))["image_mm"])
     K = 24
