@@ -121,7 +121,7 @@ def main() -> None:
             photos = os.path.join(root, "pdfcam-photos")
             shutil.rmtree(photos, ignore_errors=True)
             pdf_camera.photograph_pdf(ws.pdf_path("r"), photos, photos_per_page=args.photos_per_page,
-                                      seed=args.seed, ranges=pdf_camera._parse_set(args.pdfcam_set))
+                                      seed=args.seed, ranges=pdf_camera.parse_set(args.pdfcam_set))
         else:
             if preset == unseen_camera.NAME:   # another printer + phone: its own ranges, then its own ISP
                 unseen_camera.register()

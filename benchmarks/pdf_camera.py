@@ -1048,7 +1048,7 @@ def _max_density(geo: _Geometry, C: dict) -> float:
     return float(d[on].max()) if on.any() else 10.0
 
 
-def _parse_set(items: list[str]) -> dict:
+def parse_set(items: list[str]) -> dict:
     ranges = dict(RANGES)
     for item in items:
         name, _, value = item.partition("=")
@@ -1069,7 +1069,7 @@ def main(argv=None) -> None:
                     help="override a range, e.g. --set laser_p=1 or --set tilt_deg=[0,5]")
     args = ap.parse_args(argv)
     photograph_pdf(args.pdf, args.out_dir, photos_per_page=args.photos_per_page, seed=args.seed,
-                   ranges=_parse_set(args.set), log=print)
+                   ranges=parse_set(args.set), log=print)
 
 
 if __name__ == "__main__":
