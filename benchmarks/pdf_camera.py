@@ -232,9 +232,16 @@ def light_rgb(cct: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- PDF
 
-def page_count(pdf_path) -> int:
-    out = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True, check=True).stdout
-    return int(next(line.split()[1] for line in out.splitlines() if line.startswith("Pages:")))
+def pdf_info(pdf_path) -> tuple[int, tuple[float, float]]:
+    """(pages, (width, height) of the first page in mm), by one pdfinfo call; ValueError if it is no PDF."""
+    run = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise ValueError(f"{pdf_path}: not a readable PDF ({(run.stderr.strip().splitlines() or ['pdfinfo failed'])[-1]})")
+    lines = run.stdout.splitlines()
+    pages = int(next(line.split()[1] for line in lines if line.startswith("Pages:")))
+    size = next(line for line in lines if line.startswith("Page size:"))
+    w, h = (float(v) for v in size.split(":", 1)[1].split()[0:3:2])
+    return pages, (w / 72 * 25.4, h / 72 * 25.4)
 
 
 def rasterise(pdf_path, page: int, dpi: int) -> np.ndarray:
@@ -979,13 +986,6 @@ def encode_jpeg(rgb: np.ndarray, C: dict) -> bytes:
     return buf.getvalue()
 
 
-def _page_mm(pdf_path) -> tuple[float, float]:
-    out = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("Page size:"))
-    w, h = (float(v) for v in line.split(":", 1)[1].split()[0:3:2])
-    return w / 72 * 25.4, h / 72 * 25.4
-
-
 def _jsonable(o):
     if isinstance(o, dict):
         return {k: _jsonable(v) for k, v in o.items()}
@@ -1005,10 +1005,9 @@ def photograph_pdf(pdf_path, out_dir, *, photos_per_page: int = 1, seed: int = 0
     to out_dir/.pdfcam.json."""
     import time
 
+    n_pages, page_mm = pdf_info(pdf_path)   # before anything is written: a bad path leaves no folder
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    page_mm = _page_mm(pdf_path)
-    n_pages = page_count(pdf_path)
     records = []
     for page in (pages or range(1, n_pages + 1)):
         cache: dict[int, np.ndarray] = {}
@@ -1068,8 +1067,11 @@ def main(argv=None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
                     help="override a range, e.g. --set laser_p=1 or --set tilt_deg=[0,5]")
     args = ap.parse_args(argv)
-    photograph_pdf(args.pdf, args.out_dir, photos_per_page=args.photos_per_page, seed=args.seed,
-                   ranges=parse_set(args.set), log=print)
+    try:
+        photograph_pdf(args.pdf, args.out_dir, photos_per_page=args.photos_per_page, seed=args.seed,
+                       ranges=parse_set(args.set), log=print)
+    except ValueError as e:   # a path that is no PDF: one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
