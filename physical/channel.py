@@ -16,7 +16,11 @@ photo" becomes ~0.8 crop px when the photo sees the 38 mm print at 1.5 photo px 
 Stages, in order (each can be switched off; all differentiable in x):
 
     printer   saturation towards grey (BT.601 luma, as cv2), then per channel the tone curve
-              black + (white_c − black)·v^γ: paper white with its tint, ink black, dot gain γ
+              black + (white_c − black)·P_k(v^γ): paper white with its tint, ink black, dot gain γ,
+              and P_k the shadows plugging on plain paper (optional key `shadow_plug`, the knee k:
+              dots that spread into each other print tones below k nearer solid ink):
+              P_k(u) = (u²/2k if u < k, else u − k/2) / (1 − k/2), slope 0 at black, C¹ at k;
+              P_0 = identity (simulate's presets have no such key, and draw as before)
     geometry  what ingest's marker homography leaves: sub-pixel shift, small rotation and scale
               about the crop centre (kornia `warp_affine`'s maths, bilinear, border replicated)
     blur      one point-spread function per sample (kornia `filter2d`'s maths): ink spread, the two
@@ -88,6 +92,7 @@ class Theta:
 
     saturation: torch.Tensor      # B
     gamma: torch.Tensor           # B
+    plug: torch.Tensor            # B: shadow plug knee k (0: none)
     black: torch.Tensor           # B
     white: torch.Tensor           # B×3 (RGB)
     affine: torch.Tensor          # B×2×3, crop px → crop px (kornia warp_affine's M)
@@ -164,7 +169,7 @@ class Channel(nn.Module):
         pw, ph = g.paper_mm
         half = g.image_mm / 2
         rows = {k: [] for k in ("sat", "gamma", "black", "white", "A", "Ainv", "corners", "defocus", "motion",
-                                "gain", "shot", "read", "quality", "reg", "look", "sharpen")}
+                                "gain", "shot", "read", "quality", "reg", "look", "sharpen", "plug")}
         for _ in range(n):
             # a mixture: this sample's member (one table: no draw, so its stream is as before)
             p = self.tables[int(rng.integers(len(self.tables)))] if len(self.tables) > 1 else self.table
@@ -204,6 +209,8 @@ class Channel(nn.Module):
                 look, sharpen = channel_look.draw(rng, p, math.sqrt(abs(np.linalg.det(A))))
                 rows["look"].append(look)
                 rows["sharpen"].append(sharpen)
+            # last of all, and only where the table has the key: tables without it draw as before
+            rows["plug"].append(_uniform(rng, p["shadow_plug"]) if "shadow_plug" in p else 0.0)
         A = np.stack(rows["A"])
         r = np.sqrt(np.abs(np.linalg.det(A)))
         kernel = _psf(A, np.array([d for d, _ in rows["defocus"]]), np.array([i for _, i in rows["defocus"]]),
@@ -215,6 +222,7 @@ class Channel(nn.Module):
         f32 = dict(dtype=torch.float32, device=device)
         theta = Theta(
             saturation=torch.tensor(rows["sat"], **f32), gamma=torch.tensor(rows["gamma"], **f32),
+            plug=torch.tensor(rows["plug"], **f32),
             black=torch.tensor(rows["black"], **f32), white=torch.tensor(np.array(rows["white"]), **f32),
             affine=torch.tensor(_affine(np.array(rows["reg"]), S), **f32),
             kernel=torch.tensor(kernel, **f32), gain=torch.tensor(np.stack(rows["gain"]), **f32),
@@ -233,7 +241,7 @@ class Channel(nn.Module):
         st = self.stages
         y = x
         if "printer" in st:
-            y = _Printer.apply(y, theta.saturation, theta.gamma, theta.black, theta.white)
+            y = _Printer.apply(y, theta.saturation, theta.gamma, theta.black, theta.white, theta.plug)
         if "geometry" in st:
             y = warp(y, theta.affine)
         if "blur" in st:
@@ -268,24 +276,35 @@ def _uniform(rng: np.random.Generator, lohi) -> float:
 
 
 class _Printer(torch.autograd.Function):
-    """Saturation towards grey, then black + (white_c − black)·clamp(v, 1e-4, 1)^γ, ×255: the
+    """Saturation towards grey, then black + (white_c − black)·P_k(clamp(v, 1e-4, 1)^γ), ×255: the
     maths of autograd's version (clamp passes gradient at its bounds, as torch's), fused so that
     forward + backward make ~15 passes over the image instead of ~30 (v^γ as exp(γ log v), its
-    derivative kept from the forward)."""
+    derivative kept from the forward). P_k, the shadow plug (module docstring), only runs where a
+    sample has k > 0."""
 
     @staticmethod
-    def forward(ctx, x, saturation, gamma, black, white):
+    def forward(ctx, x, saturation, gamma, black, white, plug):
         s = saturation.view(-1, 1, 1, 1) / 255.0
         grey = x[:, 0:1] * LUMA[0]
         grey.add_(x[:, 1:2], alpha=LUMA[1]).add_(x[:, 2:3], alpha=LUMA[2])
         u = torch.addcmul(grey.mul_(1 / 255.0 - s), x, s)          # (s·x + (1 − s)·grey) / 255
         v = u.clamp(1e-4, 1.0)
-        p = v.log().mul_(gamma.view(-1, 1, 1, 1)).exp_()           # v^γ
+        p = pg = v.log().mul_(gamma.view(-1, 1, 1, 1)).exp_()      # v^γ (pg: kept for the derivative)
         b = black.view(-1, 1, 1, 1) * 255.0
         r = white.view(-1, 3, 1, 1) * 255.0 - b
+        slope = None
+        if bool((plug > 0).any()):
+            # P_k(p) = c·(p − m + m·(m/k)/2) and P_k′(p) = c·m/k with m = min(p, k), c = 1/(1 − k/2): one
+            # expression for both sides of the knee; c is folded into r (k = 0 samples: 1e-6, within 1e-4 of a level)
+            k = plug.view(-1, 1, 1, 1).clamp_min(1e-6)
+            r = r / (1.0 - k / 2)
+            m = torch.minimum(p, k)
+            slope = m / k
+            p = (p - m).addcmul_(m, slope, value=0.5)
         if ctx.needs_input_grad[0]:
-            # ∂out/∂u = r·γ·v^(γ−1) where u was not clamped; /255 of the mix folded in here
-            d = (p / v).mul_(r * (gamma.view(-1, 1, 1, 1) / 255.0)).mul_(inside(u, 1e-4, 1.0))
+            # ∂out/∂u = r·γ·v^(γ−1)·P_k′ where u was not clamped; /255 of the mix folded in here
+            d = (pg / v) if slope is None else (pg / v).mul_(slope)
+            d = d.mul_(r * (gamma.view(-1, 1, 1, 1) / 255.0)).mul_(inside(u, 1e-4, 1.0))
             ctx.save_for_backward(d, saturation)
         return p.mul_(r).add_(b)
 
@@ -297,7 +316,7 @@ class _Printer(torch.autograd.Function):
         luma = torch.tensor(LUMA, dtype=g.dtype, device=g.device)
         # ∂v_c/∂x_j = s·δ_cj + (1 − s)·luma_j
         gx = torch.addcmul(gv * s.view(-1, 1, 1, 1), gv.sum(1, keepdim=True), ((1 - s) * luma).view(-1, 3, 1, 1))
-        return gx, None, None, None, None
+        return gx, None, None, None, None, None
 
 
 class _LightNoise(torch.autograd.Function):

@@ -79,8 +79,11 @@ PHONE_LOOK = {"sharpen_amount": (0.0, 1.2), "sharpen_sigma_px": (0.7, 2.0), "ccm
 # "phone": typical's table widened to the framing, focus, light and JPEG of handheld phones — the
 # page 40-90 % of the frame and tilted up to 45° (fewer photo pixels per crop pixel), defocus to 3 px,
 # motion to 4 px, exposure ±20 %, JPEG 70-95 (a shared photo is compressed again) — with a printer
-# spanning the presets' and bright's tone (γ 0.9-1.3, paper 0.85-0.99, saturation 0.75-1), and the look.
-PHONE = {**PRESETS["typical"],
+# spanning the presets' and bright's tone (γ 0.9-1.3, paper 0.85-0.99, saturation 0.75-1), shadows
+# plugged below a knee of 0-0.3 (channel-only key `shadow_plug`, physical/channel.py: plain paper's dot
+# gain fills the gaps between large dots, so the darkest ~quarter of tones prints close to solid ink;
+# simulate's presets print them linearly), and the look.
+PHONE = {**PRESETS["typical"], "shadow_plug": (0.0, 0.3),
          "tilt_deg": (0, 45), "fill": (0.4, 0.9), "defocus_px": (0.0, 3.0), "motion_px": (0.0, 4.0),
          "exposure": (0.8, 1.2), "white_balance": (-0.08, 0.08), "shot_noise": (0.1, 1.0), "read_noise": (1.0, 4.0),
          "jpeg_quality": (70, 95), "gamma": (0.9, 1.3), "paper_white": (0.85, 0.99), "black": (0.03, 0.12),

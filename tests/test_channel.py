@@ -44,6 +44,28 @@ def test_printer_stage_matches_simulate_print_page():
     assert np.abs(ours - theirs).max() <= 1.6   # simulate rounds twice (saturation, then its LUT)
 
 
+def test_shadow_plug_flattens_only_the_shadows_and_only_where_the_table_has_it():
+    from physical.presets import PHONE
+
+    assert (Channel("typical").sample(8, np.random.default_rng(0)).plug == 0).all()   # simulate's presets: none
+    assert (Channel("phone").sample(64, np.random.default_rng(0)).plug > 0.15).any()
+    grey = torch.linspace(0, 255, 256).view(1, 1, 1, 256).expand(2, 3, 1, 256).contiguous()
+    fixed = {**PHONE, "gamma": (1.0, 1.0), "saturation": (1.0, 1.0), "black": (0.05, 0.05), "paper_white": (0.95, 0.95)}
+    out = {}
+    for k in (0.0, 0.3):
+        ch = Channel({**fixed, "shadow_plug": (k, k)}, stages=("printer",), size=8)
+        theta = ch.sample(2, np.random.default_rng(3))
+        out[k] = ch(grey, theta)[0].mean(0)[0]   # the tone curve, averaged over the paper tint's channels
+    flat, plugged = out[0.0], out[0.3]
+    slope = plugged.diff()
+    assert (slope >= 0).all() and torch.allclose(plugged[[0, -1]], flat[[0, -1]], atol=0.2)   # ink black, paper white kept
+    knee = int(0.3 * 255)
+    assert slope[:20].mean() < 0.25 * slope[150:].mean()   # the darkest tones nearly solid ink
+    assert slope[150:].mean() > flat.diff()[150:].mean()   # above the knee, steeper (the same range)
+    assert abs(slope[knee + 1] - slope[knee - 2]) < 0.05 * slope[150:].mean()  # C¹ at the knee: no kink
+    assert (plugged[:knee] < flat[:knee]).all()
+
+
 def test_light_gain_matches_simulate_light():
     frame = (400, 300)
     cam = {"gradient_angle_deg": 30.0, "gradient": 0.4, "vignetting": 0.3, "white_balance_bgr": [1.05, 1.0, 0.9],

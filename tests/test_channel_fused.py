@@ -17,7 +17,10 @@ def plain_printer(x, t):
     s = t.saturation.view(-1, 1, 1, 1)
     v = ((s * x + (1 - s) * grey) / 255.0).clamp(1e-4, 1.0)
     black = t.black.view(-1, 1, 1, 1)
-    return (black + (t.white.view(-1, 3, 1, 1) - black) * v ** t.gamma.view(-1, 1, 1, 1)) * 255.0
+    u = v ** t.gamma.view(-1, 1, 1, 1)
+    k = t.plug.view(-1, 1, 1, 1)   # the shadow plug: quadratic below the knee, linear above, renormalised
+    u = torch.where(k > 0, torch.where(u < k, u ** 2 / (2 * k.clamp_min(1e-6)), u - k / 2) / (1 - k / 2), u)
+    return (black + (t.white.view(-1, 3, 1, 1) - black) * u) * 255.0
 
 
 def plain_light_noise(y, t):
@@ -65,7 +68,7 @@ def value_and_grad(fn, x):
     return out.detach(), g
 
 
-@pytest.mark.parametrize("preset", ["typical", "harsh"])
+@pytest.mark.parametrize("preset", ["typical", "harsh", "phone"])
 @pytest.mark.parametrize("stages, plain", [
     (("printer",), plain_printer),
     (("light", "noise"), plain_light_noise),

@@ -131,7 +131,7 @@ def test_channel_is_the_channel_before(preset):
     theta = cat_theta([ch.sample(2, np.random.default_rng([7, i])) for i in range(2)])
 
     def before(y):
-        y = _Printer.apply(y, theta.saturation, theta.gamma, theta.black, theta.white)
+        y = _Printer.apply(y, theta.saturation, theta.gamma, theta.black, theta.white, theta.plug)
         y = warp_affine(y, theta.affine, (32, 32), mode="bilinear", padding_mode="border", align_corners=True)
         y = filter2d(y, theta.kernel, border_type="replicate")
         gain = F.interpolate(theta.gain, size=(32, 32), mode="bilinear", align_corners=True)

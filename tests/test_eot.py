@@ -145,4 +145,4 @@ def test_default_steps_bim_s_untargeted_four_times_targeted(eps):
         model = Counting()
         atk.eot(model, x, torch.tensor([4]), eps, identity, samples=2, targeted=targeted, seeds=0)
         assert model.seen == 2 * steps == 2 * atk.eot_steps(eps, targeted)
-    assert atk.eot_steps(16) == 20 and atk.eot_steps(16, targeted=True) == 80
+    assert atk.eot_steps(16) == 20 and atk.eot_steps(16, targeted=True) == 160

@@ -22,7 +22,7 @@ from physical.presets import DEFAULT_CHANNEL
 @click.option("--eot-samples", default=8, show_default=True, type=click.IntRange(1, 1024), metavar="K",
               help="EOT: channel samples averaged per step (one batched forward/backward).")
 @click.option("--eot-steps", default=None, type=click.IntRange(1, 10000), metavar="N",
-              help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)), four times that when targeted.")
+              help="EOT: iterations. Default: BIM's int(min(ε+4, 1.25ε)), eight times that when targeted.")
 @click.option("--channel", default=DEFAULT_CHANNEL, show_default=True, metavar="PRESET|PROFILE",
               help="EOT: the print + photo channel: a simulate preset (mild, typical, harsh), broad (each "
                    "sample one of them or a brighter one: physical/presets.py), phones / phone (with a phone's "
