@@ -101,7 +101,7 @@ def test_manifest_records_the_default_eot_steps_and_channel():
     assert plain["steps"] == {"4": atk.paper_steps(4), "16": 20} and plain["channel"]["table"] == "phone"
     info = {"index": 924, "wnid": "n07583066", "name": "guacamole"}
     aimed = robust.settings(base, options, robust.Plan(924, info, Channel(options.channel)))["eot-to924"]
-    assert aimed["steps"] == {"4": 4 * atk.paper_steps(4), "16": 160} and "targeted" in aimed["steps_rule"]
+    assert aimed["steps"] == {"4": 8 * atk.paper_steps(4), "16": 160} and "targeted" in aimed["steps_rule"]
 
 
 def test_a_run_crafted_through_typical_resumes_only_through_typical(tmp_path, cached_model):
