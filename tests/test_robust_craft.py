@@ -117,3 +117,21 @@ def test_a_run_crafted_through_typical_resumes_only_through_typical(tmp_path, ca
             in result.output), result.output
     assert (tmp_path / "printouts/r/manifest.json").read_text() == before
     assert run_cli(tmp_path, *args, "--channel", "typical").exit_code == 0
+
+
+def test_a_run_crafted_through_an_earlier_version_of_a_preset_is_not_resumed_silently(tmp_path, cached_model):
+    # phone's ranges changed (its shadow plug); a run crafted as an earlier version drew it must not
+    # mix examples of two channels under one manifest entry: one line, nothing touched
+    args = ["craft", "--images", "demo:coffee", "--run", "r", "--attacks", "eot", "--eps", "2",
+            "--eot-samples", "1", "--eot-steps", "1"]
+    assert run_cli(tmp_path, *args).exit_code == 0
+    path = tmp_path / "printouts/r/manifest.json"
+    doc = json.loads(path.read_text())
+    del doc["attacks"]["eot"]["channel"]["ranges"]["shadow_plug"]   # as phone was before the plug
+    path.write_text(json.dumps(doc))
+    before = path.read_text()
+    result = run_cli(tmp_path, *args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "through preset phone as an earlier version of physical drew it" in result.output, result.output
+    assert path.read_text() == before
+    assert run_cli(tmp_path, *args, "--force").exit_code == 0
