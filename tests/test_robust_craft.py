@@ -135,3 +135,14 @@ def test_a_run_crafted_through_an_earlier_version_of_a_preset_is_not_resumed_sil
     assert "through preset phone as an earlier version of physical drew it" in result.output, result.output
     assert path.read_text() == before
     assert run_cli(tmp_path, *args, "--force").exit_code == 0
+
+
+def test_a_run_resumed_with_other_eot_steps_says_how_to_continue_it(tmp_path, cached_model):
+    # e.g. a targeted run crafted at the earlier default of 80 steps, resumed at today's 160
+    args = ["craft", "--images", "demo:coffee", "--run", "r", "--attacks", "eot", "--eps", "2", "--eot-samples", "1"]
+    assert run_cli(tmp_path, *args, "--eot-steps", "1").exit_code == 0
+    result = run_cli(tmp_path, *args, "--eot-steps", "2")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ("made eot with other settings (steps at ε 2: 1 vs 2); continue it with --eot-steps 1, use --force, "
+            "or another --run") in result.output, result.output
+    assert run_cli(tmp_path, *args, "--eot-steps", "1").exit_code == 0
