@@ -147,6 +147,8 @@ class Channel(nn.Module):
         self.tables = resolve_tables(table)
         # the phone look (physical/channel_look.py): on where a table has its keys, unless stages leave it out
         self.look = channel_look.active(self.tables) and (set(STAGES) <= set(stages) or "look" in stages)
+        # the shadow plug: decided once from the tables, as the look is (no per-call test of θ's values)
+        self.plug = any("shadow_plug" in t for t in self.tables)
         self.table = self.tables[0]   # the table (a mixture's first member)
         self.geometry, self.stages, self.size = geometry, tuple(s for s in STAGES if s in stages), int(size)
 
@@ -241,7 +243,7 @@ class Channel(nn.Module):
         st = self.stages
         y = x
         if "printer" in st:
-            y = _Printer.apply(y, theta.saturation, theta.gamma, theta.black, theta.white, theta.plug)
+            y = _Printer.apply(y, theta.saturation, theta.gamma, theta.black, theta.white, theta.plug if self.plug else None)
         if "geometry" in st:
             y = warp(y, theta.affine)
         if "blur" in st:
@@ -279,8 +281,8 @@ class _Printer(torch.autograd.Function):
     """Saturation towards grey, then black + (white_c − black)·P_k(clamp(v, 1e-4, 1)^γ), ×255: the
     maths of autograd's version (clamp passes gradient at its bounds, as torch's), fused so that
     forward + backward make ~15 passes over the image instead of ~30 (v^γ as exp(γ log v), its
-    derivative kept from the forward). P_k, the shadow plug (module docstring), only runs where a
-    sample has k > 0."""
+    derivative kept from the forward). P_k, the shadow plug (module docstring), runs when `plug` (B
+    knees) is given: for channels whose tables have the key."""
 
     @staticmethod
     def forward(ctx, x, saturation, gamma, black, white, plug):
@@ -293,7 +295,7 @@ class _Printer(torch.autograd.Function):
         b = black.view(-1, 1, 1, 1) * 255.0
         r = white.view(-1, 3, 1, 1) * 255.0 - b
         slope = None
-        if bool((plug > 0).any()):
+        if plug is not None:
             # P_k(p) = c·(p − m + m·(m/k)/2) and P_k′(p) = c·m/k with m = min(p, k), c = 1/(1 − k/2): one
             # expression for both sides of the knee; c is folded into r (k = 0 samples: 1e-6, within 1e-4 of a level)
             k = plug.view(-1, 1, 1, 1).clamp_min(1e-6)

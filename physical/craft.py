@@ -118,7 +118,7 @@ def _check_compatible(old: dict, info: dict, settings: dict, run: str) -> None:
         for key, then, now in [("alpha", before.get("alpha"), entry.get("alpha")),
                                *[(f"steps at ε {e}", before["steps"][e], entry["steps"][e]) for e in sorted(shared)]]:
             if then != now:
-                # the option that continues the run as it was made (steps: only when one ε differs)
+                # the option that continues the run as it was made (steps: only when the runs share one ε, which one value matches)
                 option = "--alpha" if key == "alpha" else ("--eot-steps" if name == "eot" else "--steps")
                 again = f"continue it with {option} {then:g}, " if key == "alpha" or len(shared) == 1 else ""
                 raise PhysicalError(f"run {run!r} made {name} with other settings ({key}: {then} vs {now}); "

@@ -100,13 +100,3 @@ def channel_identity(entry: dict | None):
         return None
     ref = ch.get("profile")
     return ("profile", ref.get("sha256")) if isinstance(ref, dict) else ("preset", ch.get("table"))
-
-
-def channel_ranges(entry: dict | None):
-    """The ranges a preset channel drew from, as its manifest entry records them (None for a profile,
-    or an entry that records none): a preset of the same name whose ranges changed between versions
-    of physical (e.g. phone's shadow plug) is another channel."""
-    ch = (entry or {}).get("channel")
-    if not isinstance(ch, dict) or isinstance(ch.get("profile"), dict):
-        return None
-    return ch.get("ranges")

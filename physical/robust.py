@@ -57,14 +57,15 @@ def channel_for(spec: str):
 
 def check_same_channel(run: str, name: str, before: dict, now: dict) -> None:
     """A resumed craft keeps earlier eot variants only if they went through the same channel."""
-    from physical.profile_channel import channel_identity, channel_ranges
+    from physical.profile_channel import channel_identity
 
     then, new = channel_identity(before), channel_identity(now)
-    ranges_then, ranges_now = channel_ranges(before), channel_ranges(now)
-    if (then is not None and then == new and ranges_then is not None and ranges_now is not None
-            and ranges_then != ranges_now):
-        raise PhysicalError(f"run {run!r} made {name} through preset {then[1]} as an earlier version of physical "
-                            f"drew it (its ranges have changed since); use --force to redo them, or another --run")
+    if then is not None and then == new and then[0] == "preset":
+        # the same preset's name, but the ranges its manifest entry records changed (e.g. phone's shadow plug)
+        ranges = [e["channel"].get("ranges") for e in (before, now)]
+        if None not in ranges and ranges[0] != ranges[1]:
+            raise PhysicalError(f"run {run!r} made {name} through preset {then[1]} as an earlier version of physical "
+                                f"drew it (its ranges have changed since); use --force to redo them, or another --run")
     if then is not None and new is not None and then != new:
         ref = before["channel"].get("profile")
         again = f"--channel {ref.get('path') if then[0] == 'profile' else then[1]}"   # what continues it
